@@ -1,0 +1,66 @@
+"""Label disks, pi, splits and the tile sampler."""
+import numpy as np
+import pytest
+
+from topazpu_core import sampling
+from topazpu_core.errors import TopazPuError
+
+
+def test_disk_pixels_golden():
+    assert sampling.disk_pixels(3) == 29
+    assert sampling.disk_pixels(2) == 13
+    assert sampling.disk_pixels(0) == 1
+    assert sampling.disk_pixels(1) == 5
+
+
+def test_pi_golden():
+    # 300 particles of 29 px on a 1024 x 1024 micrograph... hand-computed
+    assert sampling.pi_from_particles(300, 3, 1024 * 1024) == pytest.approx(300 * 29 / 1048576, rel=1e-12)
+    # Topaz 0.2.5's example: pi = 0.0392 for n = 300, r = 3 at 470 x 473 px
+    assert sampling.pi_from_particles(300, 3, 470 * 473) == pytest.approx(0.0392, abs=5e-4)
+    with pytest.raises(TopazPuError):
+        sampling.pi_from_particles(1e6, 3, 1000)
+
+
+def test_unlabelled_fraction():
+    assert sampling.unlabelled_positive_fraction(0.05, 0.01) == pytest.approx(0.04 / 0.99)
+    with pytest.raises(TopazPuError, match="raise -n"):
+        sampling.unlabelled_positive_fraction(0.01, 0.02)
+
+
+def test_label_map_disk_and_edges():
+    lab = sampling.label_map((20, 30), np.array([10.0, 0.0]), np.array([5.0, 0.0]), 3)
+    assert lab[5, 10] and lab[5, 13] and not lab[5, 14] and lab[8, 10] and not lab[8, 11]
+    assert lab.sum() == 29 + 11  # the corner particle keeps its quarter disk (11 px inside)
+
+
+def test_split_micrographs_kfold_partitions():
+    names = ["m%d" % i for i in range(10)]
+    counts = list(range(10))
+    vals = []
+    for f in range(5):
+        tr, va = sampling.split_micrographs(names, counts, k_fold=5, fold=f, seed=3)
+        assert not set(tr) & set(va) and set(tr) | set(va) == set(names)
+        vals += va
+    assert sorted(vals) == sorted(names)
+    a = sampling.split_micrographs(names, counts, val_fraction=0.3, seed=1)
+    b = sampling.split_micrographs(names, counts, val_fraction=0.3, seed=1)
+    assert a == b and len(a[1]) == 3
+
+
+def test_tile_sampler_labels_follow_augmentation():
+    """A tile's output-grid labels must sit where the particle is after rotation and flip."""
+    rng = np.random.default_rng(0)
+    H, W = 100, 120
+    img = np.zeros((H, W), np.float32)
+    cx, cy = np.array([60.0]), np.array([40.0])
+    img[36:45, 56:65] = 1.0  # a bright square particle at (60, 40)
+    lab = sampling.label_map((H, W), cx, cy, 3)  # radius >= stride / sqrt(2): always on the grid
+    s = sampling.TileSampler([img], [lab], [np.stack([cx, cy], 1)], tile_size=48, grid=(4, 7))
+    for _ in range(20):
+        xs, ys = s.sample(2, rng)
+        t = xs[0]
+        assert ys[0].any()  # first half of the tiles hold a labelled particle
+        oy, ox = np.nonzero(ys[0])
+        for j, i in zip(oy, ox):
+            assert t[7 + 4 * j, 7 + 4 * i] == 1.0  # label centres land on particle pixels

@@ -1,0 +1,108 @@
+"""Model files and training checkpoints: state_dicts plus JSON metadata, never pickled code.
+
+A model file (`MODEL.pt`) is a dict {"format": "topazpu-model", "format_version": 1,
+"state_dict": {...tensors...}, "metadata": "<json>"} saved with torch.save and loaded with
+torch.load(weights_only=True), so loading never executes code. `MODEL.json` beside it holds the
+same metadata for people and for Scipion. Checkpoints (one per epoch) add the optimiser state
+and the training history so `--resume` continues exactly.
+"""
+import glob
+import json
+import os
+import re
+
+import torch
+
+from topazpu_core import __version__
+from topazpu_core.atomic import atomic_path, atomic_write
+from topazpu_core.errors import TopazPuError
+
+MODEL_FORMAT = "topazpu-model"
+MODEL_FORMAT_VERSION = 1
+
+
+def save_model(path, model, metadata):
+    metadata = dict(metadata, version=__version__, format_version=MODEL_FORMAT_VERSION)
+    payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "metadata": json.dumps(metadata)}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    with atomic_write(os.path.splitext(path)[0] + ".json") as f:
+        json.dump(metadata, f, indent=1, sort_keys=True)
+
+
+def _load_payload(path):
+    if not os.path.isfile(path):
+        raise TopazPuError("%s: model file not found" % path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for foreign or tampered files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TopazPuError("%s: not a topazpu model file, or a damaged one (%s)" % (path, first[:200]))
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise TopazPuError("%s: not a topazpu model file (no '%s' marker; Topaz .sav files are not supported)"
+                           % (path, MODEL_FORMAT))
+    if payload.get("format_version") != MODEL_FORMAT_VERSION:
+        raise TopazPuError("%s: model format version %s, this topazpu reads version %d"
+                           % (path, payload.get("format_version"), MODEL_FORMAT_VERSION))
+    try:
+        payload["metadata"] = json.loads(payload["metadata"])
+    except (KeyError, TypeError, ValueError):
+        raise TopazPuError("%s: model metadata missing or not valid JSON" % path)
+    return payload
+
+
+def read_model_metadata(path):
+    """Metadata dict of a model file (architecture, pi, radii, scale, validation AP, threshold...)."""
+    return _load_payload(path)["metadata"]
+
+
+def load_model(path):
+    """-> (Classifier in eval mode, metadata). Clear error when the file does not fit its architecture."""
+    from topazpu_core.models import Classifier, ARCHITECTURES
+
+    payload = _load_payload(path)
+    meta = payload["metadata"]
+    arch = meta.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise TopazPuError("%s: unknown architecture %r in the model metadata" % (path, arch))
+    model = Classifier(arch, units=int(meta.get("units", 32)))
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise TopazPuError("%s: weights do not fit architecture %s with %s units (%s)"
+                           % (path, arch, meta.get("units"), str(e).splitlines()[0][:160]))
+    model.eval()
+    return model, meta
+
+
+def checkpoint_dir(model_path):
+    return os.path.splitext(model_path)[0] + ".checkpoints"
+
+
+def save_checkpoint(model_path, epoch, state):
+    """state: dict of state_dicts, lists and numbers (no arbitrary objects)."""
+    path = os.path.join(checkpoint_dir(model_path), "epoch%03d.pt" % epoch)
+    with atomic_path(path) as tmp:
+        torch.save(dict(state, epoch=epoch, format=MODEL_FORMAT + "-checkpoint"), tmp)
+    return path
+
+
+def latest_checkpoint(model_path):
+    """Path of the highest-numbered epoch checkpoint (numeric sort), or None."""
+    paths = glob.glob(os.path.join(checkpoint_dir(model_path), "epoch*.pt"))
+    numbered = [(int(m.group(1)), p) for p in paths
+                for m in [re.search(r"epoch(\d+)\.pt$", p)] if m]
+    return max(numbered)[1] if numbered else None
+
+
+def load_checkpoint(path):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TopazPuError("%s: unreadable checkpoint (%s); delete it to restart from the previous epoch"
+                           % (path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__))
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT + "-checkpoint":
+        raise TopazPuError("%s: not a topazpu checkpoint" % path)
+    return state

@@ -1,0 +1,116 @@
+"""Train a PU particle classifier on preprocessed micrographs and a few hundred labelled particles.
+
+Images are the output of `topazpu preprocess` and coordinates are in their frame. Validation
+is micrograph-level: --test-images/--test-targets, or -k/--fold, or a random --val-fraction of
+the labelled micrographs. After each epoch the model picks the validation micrographs and is
+scored by particle-level average precision; the best epoch is written to -o MODEL.pt (plus
+MODEL.json, MODEL.training.tsv/.png and MODEL.checkpoints/ for --resume).
+
+example:
+  topazpu preprocess -s 4 -o pre/ raw/*.mrc
+  topazpu train --train-images pre/ --train-targets picks.txt -n 150 --particle-radius 8 -o model.pt
+"""
+import logging
+import sys
+
+from topazpu_core.errors import TopazPuError
+from topazpu_core.losses import METHODS
+from topazpu_core.models import ARCHITECTURES
+
+logger = logging.getLogger(__name__)
+
+
+def add_args(p):
+    g = p.add_argument_group("data")
+    g.add_argument("--train-images", required=True, help="preprocessed micrographs: a directory, a list file or a glob")
+    g.add_argument("--train-targets", required=True, help="labelled particle centres (any `topazpu convert` format)")
+    g.add_argument("--test-images", help="validation micrographs (default: split the training micrographs)")
+    g.add_argument("--test-targets", help="validation particle centres (all particles of those micrographs)")
+    g.add_argument("-k", "--k-fold", type=int, default=0, help="k-fold split of labelled micrographs (default: off)")
+    g.add_argument("--fold", type=int, default=0, help="fold used for validation with -k (default: 0)")
+    g.add_argument("--val-fraction", type=float, default=0.25,
+                   help="fraction of labelled micrographs held out when no test set or -k is given; 0 = no "
+                        "validation, last epoch kept (default: 0.25)")
+    g = p.add_argument_group("labels and prior")
+    g.add_argument("-n", "--num-particles", type=float, help="expected particles per micrograph (sets pi)")
+    g.add_argument("--pi", type=float, help="positive fraction of pixels (instead of -n)")
+    g.add_argument("-r", "--radius", type=float, default=3, help="label radius around each centre, px (default: 3)")
+    g.add_argument("--particle-radius", type=float, required=True,
+                   help="particle radius in px of the training images: NMS and validation matching radius")
+    g = p.add_argument_group("objective")
+    g.add_argument("--method", choices=METHODS, default="GE-binomial", help="PU objective (default: GE-binomial)")
+    g.add_argument("--slack", type=float, help="GE weight lambda (default: 10 for GE-KL, 1 for GE-binomial)")
+    g.add_argument("--nnpu-beta", type=float, default=0.0, help="NNPU beta (default: 0)")
+    g.add_argument("--nnpu-gamma", type=float, default=1.0, help="NNPU gamma (default: 1)")
+    g.add_argument("--autoencoder", default="0",
+                   help="autoencoder weight gamma, or 'auto' = 10/N for N <= 250 labels (default: 0)")
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("-m", "--model", default="resnet8", choices=sorted(ARCHITECTURES),
+                   help="architecture (default: resnet8, receptive field 71 px)")
+    g.add_argument("--units", type=int, default=32, help="width of the first layer (default: 32)")
+    g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    g.add_argument("--epochs", type=int, default=10, help="maximum epochs (default: 10)")
+    g.add_argument("--epoch-size", type=int, default=100, help="minibatch updates per epoch (default: 100)")
+    g.add_argument("--tiles-per-batch", type=int, default=8, help="tiles per minibatch (default: 8)")
+    g.add_argument("--tile-size", type=int, help="tile side in px (default: receptive field + 24 strides)")
+    g.add_argument("--patience", type=int, default=4, help="early stop after N epochs without improvement (default: 4)")
+    g.add_argument("--seed", type=int, default=0, help="random seed: sampling, initialisation, splits (default: 0)")
+    g = p.add_argument_group("runtime and output")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: 0 = torch's choice)")
+    g.add_argument("-d", "--device", type=int, default=-1, help="GPU index, -1 for CPU (default: -1)")
+    g.add_argument("--scale", type=float, help="preprocessing scale of the images (default: from preprocess.json, else 1)")
+    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint beside -o")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("-o", "--output", required=True, help="model file to write (MODEL.pt)")
+
+
+def main(args):
+    from topazpu_core.sampling import split_micrographs
+    from topazpu_core.training import TrainConfig, fit, load_micrographs
+
+    if args.device >= 0:
+        raise TopazPuError("GPU training is not available in this build; use -d -1")
+    if args.num_particles is None and args.pi is None:
+        raise TopazPuError("give -n (expected particles per micrograph) or --pi")
+    if args.autoencoder != "auto":
+        try:
+            float(args.autoencoder)
+        except ValueError:
+            raise TopazPuError("--autoencoder %r: a number or 'auto'" % args.autoencoder)
+    train, info = load_micrographs(args.train_images, args.train_targets)
+    if args.test_images or args.test_targets:
+        if not (args.test_images and args.test_targets):
+            raise TopazPuError("--test-images and --test-targets go together")
+        val, _ = load_micrographs(args.test_images, args.test_targets)
+        clash = sorted({m.name for m in val} & {m.name for m in train})
+        if clash:
+            raise TopazPuError("%s: micrographs in both training and test sets: %s" % (args.test_images, ", ".join(clash[:5])))
+    elif args.k_fold or args.val_fraction > 0:
+        labelled = [m for m in train if len(m.x)]
+        if len(labelled) < 2:
+            logger.warning("only %d labelled micrograph: no validation split, keeping the last epoch", len(labelled))
+            val = []
+        else:
+            _, val_names = split_micrographs([m.name for m in labelled], [len(m.x) for m in labelled],
+                                             val_fraction=args.val_fraction, k_fold=args.k_fold, fold=args.fold,
+                                             seed=args.seed)
+            val = [m for m in train if m.name in set(val_names)]
+            train = [m for m in train if m.name not in set(val_names)]
+    else:
+        val = []
+    logger.info("topazpu train: %s", " ".join(sys.argv[1:]))
+    logger.info("%d training micrographs (%d labels), %d validation micrographs (%d targets)",
+                len(train), sum(len(m.x) for m in train), len(val), sum(len(m.x) for m in val))
+    config = TrainConfig(
+        particle_radius=args.particle_radius, method=args.method, architecture=args.model, units=args.units,
+        label_radius=args.radius, n_per_micrograph=args.num_particles, pi=args.pi, slack=args.slack,
+        autoencoder=args.autoencoder if args.autoencoder == "auto" else float(args.autoencoder),
+        nnpu_beta=args.nnpu_beta, nnpu_gamma=args.nnpu_gamma, learning_rate=args.learning_rate,
+        tile_size=args.tile_size, tiles_per_batch=args.tiles_per_batch, epochs=args.epochs,
+        epoch_size=args.epoch_size, patience=args.patience, seed=args.seed, threads=args.threads or None,
+        scale=args.scale if args.scale is not None else info.get("scale", 1.0),
+        normalization=info.get("normalization", "gmm"))
+    meta = fit(config, train, val, args.output, resume=args.resume, progress=not args.no_progress)
+    print("model: %s  best epoch %d  validation AP %s  threshold %.3f" % (
+        args.output, meta["best_epoch"], "%.4f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a",
+        meta["threshold"]))

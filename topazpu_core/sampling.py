@@ -1,0 +1,149 @@
+"""Labels, the class prior pi, micrograph-level splits and the training tile sampler.
+
+Labels: every pixel within `radius` of a labelled centre is positive, all others unlabelled.
+pi (positive fraction over all pixels) comes from `--pi` or from the expected number of
+particles per micrograph: pi = n * disk_pixels(radius) / pixels per micrograph, with the disk
+counted in 2-D (29 pixels at radius 3).
+
+Training is dense: a minibatch is a stack of square tiles cut from the micrographs, each
+rotated by a multiple of 90 degrees and maybe flipped, and the network's whole output grid on
+each tile is used. Half the tiles are placed so that they contain a random labelled particle
+(so every batch has positives even with 10 labels), the other half uniformly.
+"""
+import numpy as np
+
+from topazpu_core.errors import TopazPuError
+
+
+def disk_offsets(radius):
+    """Integer offsets (dy, dx) with dy^2 + dx^2 <= radius^2."""
+    r = int(np.floor(radius))
+    d = np.arange(-r, r + 1)
+    dy, dx = np.meshgrid(d, d, indexing="ij")
+    inside = dy ** 2 + dx ** 2 <= radius ** 2
+    return dy[inside], dx[inside]
+
+
+def disk_pixels(radius):
+    """Number of pixels labelled positive around one centre (29 at radius 3, 13 at radius 2)."""
+    return len(disk_offsets(radius)[0])
+
+
+def pi_from_particles(n_per_micrograph, radius, pixels_per_micrograph):
+    """Positive fraction over all pixels when each micrograph holds `n_per_micrograph` particles."""
+    pi = n_per_micrograph * disk_pixels(radius) / float(pixels_per_micrograph)
+    if not 0 < pi < 1:
+        raise TopazPuError("expected %g particles per micrograph at label radius %g gives pi = %.4g, "
+                           "outside (0, 1): lower -n or the radius" % (n_per_micrograph, radius, pi))
+    return pi
+
+
+def unlabelled_positive_fraction(pi, labelled_fraction):
+    """Fraction of positives among the unlabelled pixels, the target of the GE objectives."""
+    if labelled_fraction >= pi:
+        raise TopazPuError(
+            "the labels already cover %.4g of all pixels, at least the expected positive fraction pi = %.4g: "
+            "raise -n/--pi or use --method PN" % (labelled_fraction, pi))
+    return (pi - labelled_fraction) / (1.0 - labelled_fraction)
+
+
+def label_map(shape, x, y, radius):
+    """Boolean (H, W) map: True within `radius` of any centre (x = column, y = row)."""
+    labels = np.zeros(shape, dtype=bool)
+    dy, dx = disk_offsets(radius)
+    if len(x) == 0:
+        return labels
+    cy = np.rint(np.asarray(y)).astype(np.int64)[:, None] + dy[None]
+    cx = np.rint(np.asarray(x)).astype(np.int64)[:, None] + dx[None]
+    ok = (cy >= 0) & (cy < shape[0]) & (cx >= 0) & (cx < shape[1])
+    labels[cy[ok], cx[ok]] = True
+    return labels
+
+
+def split_micrographs(names, n_labels, val_fraction=None, k_fold=None, fold=0, seed=0):
+    """Micrograph-level train/validation split of `names` (those with labels).
+
+    k-fold: micrographs are ordered by label count, dealt round-robin into k folds after a
+    seeded shuffle within equal counts (stratified by label count); fold `fold` validates.
+    Otherwise a seeded random `val_fraction` of micrographs (at least one) validates.
+    Returns (train_names, val_names), each sorted.
+    """
+    names = list(names)
+    rng = np.random.default_rng(seed)
+    if k_fold:
+        if not 2 <= k_fold <= len(names):
+            raise TopazPuError("-k %d folds needs between 2 and %d labelled micrographs" % (k_fold, len(names)))
+        if not 0 <= fold < k_fold:
+            raise TopazPuError("--fold %d must be in 0..%d" % (fold, k_fold - 1))
+        keys = rng.permutation(len(names))
+        order = sorted(range(len(names)), key=lambda i: (-n_labels[i], keys[i]))
+        val = [names[i] for j, i in enumerate(order) if j % k_fold == fold]
+    else:
+        n_val = max(1, int(round(len(names) * (val_fraction or 0))))
+        if len(names) < 2:
+            raise TopazPuError("a validation split needs at least 2 labelled micrographs, got %d" % len(names))
+        n_val = min(n_val, len(names) - 1)
+        val = [names[i] for i in rng.permutation(len(names))[:n_val]]
+    train = sorted(set(names) - set(val))
+    return train, sorted(val)
+
+
+class TileSampler:
+    """Draws augmented training tiles and their output-grid labels.
+
+    images: list of 2-D float32 arrays (or memory maps); labels: list of boolean maps of the same
+    shapes; centres: list of (N, 2) arrays (x, y) of labelled particles per image.
+    `grid` = (stride, offset): output j of a tile is centred on tile pixel offset + stride * j.
+    """
+
+    def __init__(self, images, labels, centres, tile_size, grid):
+        self.images, self.labels, self.centres = images, labels, centres
+        self.tile = int(tile_size)
+        self.stride, self.offset = grid
+        areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
+        self.area_weights = areas / areas.sum()
+        counts = np.array([len(c) for c in centres], dtype=np.float64)
+        if counts.sum() == 0:
+            raise TopazPuError("no labelled particle falls inside any training micrograph")
+        self.label_weights = counts / counts.sum()
+
+    def _cut(self, idx, y0, x0):
+        im, lab = self.images[idx], self.labels[idx]
+        t = self.tile
+        H, W = im.shape
+        ys = np.clip(np.arange(y0, y0 + t), 0, H - 1) if (y0 < 0 or y0 + t > H) else slice(y0, y0 + t)
+        xs = np.clip(np.arange(x0, x0 + t), 0, W - 1) if (x0 < 0 or x0 + t > W) else slice(x0, x0 + t)
+        if isinstance(ys, slice) and isinstance(xs, slice):
+            return np.asarray(im[ys, xs], dtype=np.float32), np.asarray(lab[ys, xs])
+        yi = np.arange(H)[ys] if isinstance(ys, slice) else ys
+        xi = np.arange(W)[xs] if isinstance(xs, slice) else xs
+        return np.asarray(im[np.ix_(yi, xi)], dtype=np.float32), np.asarray(lab[np.ix_(yi, xi)])
+
+    def sample(self, n_tiles, rng):
+        """-> images (n, t, t) float32, labels (n, h, h) bool on the output grid."""
+        t = self.tile
+        n_out = (t - 2 * self.offset - 1) // self.stride + 1
+        xs = np.empty((n_tiles, t, t), dtype=np.float32)
+        ys = np.empty((n_tiles, n_out, n_out), dtype=bool)
+        n_pos = n_tiles // 2
+        for i in range(n_tiles):
+            if i < n_pos:
+                idx = rng.choice(len(self.images), p=self.label_weights)
+                cx, cy = self.centres[idx][rng.integers(len(self.centres[idx]))]
+                # place the particle uniformly inside the tile's output area
+                y0 = int(round(cy)) - self.offset - int(rng.integers(0, self.stride * n_out))
+                x0 = int(round(cx)) - self.offset - int(rng.integers(0, self.stride * n_out))
+            else:
+                idx = rng.choice(len(self.images), p=self.area_weights)
+                H, W = self.images[idx].shape
+                y0 = int(rng.integers(0, max(1, H - t + 1)))
+                x0 = int(rng.integers(0, max(1, W - t + 1)))
+            img, lab = self._cut(idx, y0, x0)
+            k = int(rng.integers(4))
+            img, lab = np.rot90(img, k), np.rot90(lab, k)
+            if rng.integers(2):
+                img, lab = img[:, ::-1], lab[:, ::-1]
+            xs[i] = img
+            o, s = self.offset, self.stride
+            ys[i] = lab[o:o + s * n_out:s, o:o + s * n_out:s]
+        return xs, ys

@@ -1,0 +1,341 @@
+"""Training a PU particle classifier: configuration, the step-driven loop, validation, checkpoints.
+
+One epoch = `epoch_size` Adam steps on dense tile minibatches (sampling.TileSampler). After each
+epoch the model picks the validation micrographs (score, NMS, match, AP at the particle
+radius); the best epoch is kept, training stops early after `patience` epochs without
+improvement, and every epoch is checkpointed so `resume=True` continues exactly: the sampler's
+random stream for epoch e is seeded by (seed, e), so an interrupted epoch replays identically.
+"""
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from topazpu_core import __version__
+from topazpu_core.atomic import atomic_write
+from topazpu_core.checkpoint import (latest_checkpoint, load_checkpoint, save_checkpoint, save_model)
+from topazpu_core.coordinates import Coordinates
+from topazpu_core.errors import TopazPuError
+from topazpu_core.losses import METHODS, autoencoder_loss, pu_objective
+from topazpu_core.models import Classifier, Decoder
+from topazpu_core.sampling import (TileSampler, disk_pixels, label_map, pi_from_particles,
+                                   unlabelled_positive_fraction)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Micrograph:
+    name: str
+    image: np.ndarray  # preprocessed, 2-D float32 (or a memory map)
+    x: np.ndarray  # labelled centres (columns)
+    y: np.ndarray  # labelled centres (rows)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    particle_radius: float  # px of the training images: NMS and validation matching radius
+    method: str = "GE-binomial"
+    architecture: str = "resnet8"
+    units: int = 32
+    label_radius: float = 3.0
+    n_per_micrograph: Optional[float] = None
+    pi: Optional[float] = None
+    slack: Optional[float] = None  # GE weight; None -> 10 for GE-KL, 1 for GE-binomial
+    autoencoder: float = 0.0
+    nnpu_beta: float = 0.0
+    nnpu_gamma: float = 1.0
+    learning_rate: float = 1e-3
+    tile_size: Optional[int] = None  # None -> receptive field + 24 strides
+    tiles_per_batch: int = 8
+    epochs: int = 10
+    epoch_size: int = 100
+    patience: int = 4
+    seed: int = 0
+    threads: Optional[int] = None
+    scale: float = 1.0  # preprocessing downsampling of the training images (recorded)
+    normalization: str = "gmm"
+
+
+def autoencoder_weight(value, n_labels):
+    """'auto' -> 10 / N for N <= 250 labelled particles (the paper's choice), else 0."""
+    if value == "auto":
+        return 10.0 / n_labels if n_labels <= 250 else 0.0
+    return float(value)
+
+
+def micrographs_from(images, coords: Coordinates, source="targets"):
+    """Pair images {name: array} with their coordinates -> list of Micrograph (all images kept)."""
+    by_image = coords.by_image()
+    unknown = sorted(set(by_image) - set(images))
+    if unknown:
+        import difflib
+        near = difflib.get_close_matches(unknown[0], list(images), n=3)
+        raise TopazPuError("%s: %d image names match no micrograph, e.g. %s%s" % (
+            source, len(unknown), ", ".join(unknown[:5]), " (nearest: %s)" % ", ".join(near) if near else ""))
+    out = []
+    for name in sorted(images):
+        c = by_image.get(name)
+        x = c.x if c is not None else np.zeros(0)
+        y = c.y if c is not None else np.zeros(0)
+        out.append(Micrograph(name, images[name], np.asarray(x, float), np.asarray(y, float)))
+    return out
+
+
+def validate(model, micrographs, particle_radius):
+    """Particle-level validation: pick every micrograph, match to all its targets, AP."""
+    from topazpu_core.metrics import evaluate
+    from topazpu_core.picking import pick_images
+
+    picks = pick_images(model, [(m.name, m.image) for m in micrographs], particle_radius)
+    targets = Coordinates.concat([Coordinates.from_arrays(np.full(len(m.x), m.name, dtype=object), m.x, m.y)
+                                  for m in micrographs])
+    return evaluate(picks, targets, particle_radius, images=[m.name for m in micrographs])
+
+
+def choose_threshold(curve, completeness=1.0):
+    """Threshold at the best F1 on the validation curve, precision corrected for incomplete labels.
+
+    With labels covering only a fraction `completeness` of the true particles, a pick that
+    matches no label is a true particle with some probability; the observed precision
+    underestimates the truth by that factor, so it is divided by it (capped at 1).
+    """
+    thr = np.asarray(curve["threshold"], float)
+    if len(thr) == 0:
+        return 0.0, 0.0
+    precision = np.minimum(1.0, np.asarray(curve["precision"], float) / max(completeness, 1e-6))
+    recall = np.asarray(curve["recall"], float)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    i = int(np.argmax(f1))
+    return float(thr[i]), float(f1[i])
+
+
+class Trainer:
+    """Holds the model, optimiser and data for one training run."""
+
+    def __init__(self, config: TrainConfig, train: List[Micrograph], val: List[Micrograph]):
+        if config.method not in METHODS:
+            raise TopazPuError("unknown --method %r (choose from %s)" % (config.method, ", ".join(METHODS)))
+        self.config, self.train, self.val = config, train, val
+        n_labels = sum(len(m.x) for m in train)
+        if n_labels == 0:
+            raise TopazPuError("no labelled particle on any training micrograph")
+        torch.manual_seed(config.seed)
+        self.model = Classifier(config.architecture, units=config.units)
+        rf = self.model.receptive_field
+        if config.label_radius * 2 + 1 > rf:
+            raise TopazPuError("label radius %g px is larger than the receptive field of %s (%d px)"
+                               % (config.label_radius, config.architecture, rf))
+        if config.label_radius < self.model.stride / math.sqrt(2):
+            logger.warning("label radius %g px < stride %d / sqrt(2): some labelled particles cover no output "
+                           "position of the network; use -r %d or more", config.label_radius, self.model.stride,
+                           math.ceil(self.model.stride / math.sqrt(2)))
+        self.ae_weight = autoencoder_weight(config.autoencoder, n_labels)
+        self.decoder = Decoder(self.model.features.out_channels, self.model.stride) if self.ae_weight > 0 else None
+        params = list(self.model.parameters()) + (list(self.decoder.parameters()) if self.decoder else [])
+        self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
+
+        total_pixels = sum(m.image.shape[0] * m.image.shape[1] for m in train)
+        labels = [label_map(m.image.shape, m.x, m.y, config.label_radius) for m in train]
+        labelled_fraction = sum(int(l.sum()) for l in labels) / total_pixels
+        if config.pi is not None:
+            pi = float(config.pi)
+            if not 0 < pi < 1:
+                raise TopazPuError("--pi %g must be in (0, 1)" % pi)
+        elif config.n_per_micrograph is not None:
+            pi = pi_from_particles(config.n_per_micrograph, config.label_radius, total_pixels / len(train))
+        else:
+            raise TopazPuError("give the expected particles per micrograph (-n) or the positive fraction (--pi)")
+        self.pi, self.labelled_fraction = pi, labelled_fraction
+        self.pi_u = unlabelled_positive_fraction(pi, labelled_fraction) if config.method.startswith("GE") else None
+        self.n_labels = n_labels
+        logger.info("pi = %.5f (%s), labelled fraction = %.5f (%d labels, %d px each), GE target among unlabelled = %s, "
+                    "expected particles per micrograph = %.1f", pi, "given" if config.pi else "from -n",
+                    labelled_fraction, n_labels, disk_pixels(config.label_radius),
+                    "%.5f" % self.pi_u if self.pi_u is not None else "n/a",
+                    pi * total_pixels / len(train) / disk_pixels(config.label_radius))
+        tile = config.tile_size or rf + 24 * self.model.stride
+        centres = [np.stack([m.x, m.y], axis=1) for m in train]
+        self.sampler = TileSampler([m.image for m in train], labels, centres, tile,
+                                   (self.model.stride, (rf - 1) // 2))
+        self.history = []
+        self.start_epoch = 0
+        self.best = {"epoch": -1, "val_ap": -1.0}
+        self.best_state = None
+
+    def step(self, rng):
+        c = self.config
+        xs, ys = self.sampler.sample(c.tiles_per_batch, rng)
+        x = torch.from_numpy(xs)[:, None]
+        y = torch.from_numpy(ys)
+        logits, feats = self.model.forward_with_features(x)
+        pos = logits[y]
+        unl = logits.reshape(-1) if c.method == "NNPU" else logits[~y]
+        loss, stats = pu_objective(c.method, pos, unl, self.pi, self.pi_u, slack=c.slack,
+                                   nnpu_beta=c.nnpu_beta, nnpu_gamma=c.nnpu_gamma)
+        if self.decoder is not None:
+            recon = self.decoder(feats)
+            o = (self.model.receptive_field - 1) // 2 - self.model.stride // 2 + 1
+            n = recon.shape[-1]
+            ae = autoencoder_loss(x[:, 0, o:o + n, o:o + n], recon)
+            loss = loss + self.ae_weight * ae
+            stats["autoencoder"] = float(ae)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return stats
+
+    def state(self):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "decoder": self.decoder.state_dict() if self.decoder else {},
+                "history": [{k: float(v) for k, v in row.items()} for row in self.history],
+                "best_epoch": self.best["epoch"], "best_val_ap": self.best["val_ap"],
+                "best_model": self.best_state or {}}
+
+    def restore(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.decoder is not None and state["decoder"]:
+            self.decoder.load_state_dict(state["decoder"])
+        self.history = [dict(row) for row in state["history"]]
+        self.best = {"epoch": int(state["best_epoch"]), "val_ap": float(state["best_val_ap"])}
+        self.best_state = state["best_model"] or None
+        self.start_epoch = int(state["epoch"]) + 1
+
+
+def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], model_path, resume=False,
+        progress=True):
+    """Train, validate each epoch, checkpoint; write the best model to `model_path`. -> metadata dict."""
+    from tqdm import tqdm
+
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    trainer = Trainer(config, train, val)
+    if resume:
+        last = latest_checkpoint(model_path)
+        if last:
+            trainer.restore(load_checkpoint(last))
+            logger.info("resuming after epoch %d from %s", trainer.start_epoch - 1, last)
+        else:
+            logger.info("--resume: no checkpoint beside %s, starting fresh", model_path)
+    n_val_targets = sum(len(m.x) for m in val)
+    for epoch in range(trainer.start_epoch, config.epochs):
+        if trainer.best["epoch"] >= 0 and epoch - trainer.best["epoch"] > config.patience:
+            logger.info("early stop: no validation improvement for %d epochs", config.patience)
+            break
+        rng = np.random.default_rng([config.seed, epoch])
+        trainer.model.train()
+        if trainer.decoder is not None:
+            trainer.decoder.train()
+        t0 = time.time()
+        sums = {}
+        bar = tqdm(range(config.epoch_size), desc="epoch %d/%d" % (epoch + 1, config.epochs), unit="step",
+                   disable=not progress, leave=False)
+        for _ in bar:
+            stats = trainer.step(rng)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss="%.4f" % stats["loss"])
+        row = {"epoch": epoch + 1, "seconds": time.time() - t0}
+        row.update({k: v / config.epoch_size for k, v in sums.items()})
+        if val and n_val_targets:
+            result = validate(trainer.model, val, config.particle_radius)
+            row.update(val_ap=result["ap"], val_best_f1=result["best_f1"])
+            if result["ap"] > trainer.best["val_ap"]:
+                trainer.best = {"epoch": epoch, "val_ap": result["ap"]}
+                trainer.best_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        else:
+            trainer.best = {"epoch": epoch, "val_ap": float("nan")}
+            trainer.best_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.history.append(row)
+        logger.info("epoch %d: loss %.4f%s (%.0f s)", epoch + 1, row["loss"],
+                    ", validation AP %.3f, F1 %.3f" % (row["val_ap"], row["val_best_f1"]) if "val_ap" in row else "",
+                    row["seconds"])
+        save_checkpoint(model_path, epoch, trainer.state())
+        write_history(model_path, trainer.history)
+    return finish(trainer, model_path)
+
+
+def finish(trainer, model_path):
+    config = trainer.config
+    trainer.model.load_state_dict(trainer.best_state)
+    trainer.model.eval()
+    meta = dataclasses.asdict(config)
+    meta.update(architecture=config.architecture, receptive_field=trainer.model.receptive_field,
+                stride=trainer.model.stride, pi=trainer.pi, pi_unlabelled=trainer.pi_u,
+                labelled_fraction=trainer.labelled_fraction, autoencoder_weight=trainer.ae_weight,
+                n_train_micrographs=len(trainer.train), n_train_labels=trainer.n_labels,
+                n_val_micrographs=len(trainer.val), epochs_trained=len(trainer.history),
+                best_epoch=trainer.best["epoch"] + 1, torch_version=torch.__version__,
+                created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    if trainer.val and sum(len(m.x) for m in trainer.val):
+        result = validate(trainer.model, trainer.val, config.particle_radius)
+        mean_area = np.mean([m.image.shape[0] * m.image.shape[1] for m in trainer.val])
+        expected = trainer.pi * mean_area / disk_pixels(config.label_radius) * len(trainer.val)
+        completeness = min(1.0, sum(len(m.x) for m in trainer.val) / expected) if expected > 0 else 1.0
+        threshold, f1_corrected = choose_threshold(result["curve"], completeness)
+        curve = result["curve"]
+        keep = np.unique(np.linspace(0, len(curve["threshold"]) - 1, min(200, len(curve["threshold"]))).astype(int)) \
+            if len(curve["threshold"]) else []
+        meta.update(val_ap=result["ap"], val_best_f1=result["best_f1"],
+                    val_threshold_at_best_f1=result["threshold_at_best_f1"], label_completeness=completeness,
+                    threshold=threshold, threshold_rule="max F1, precision corrected for label completeness %.2f"
+                    % completeness,
+                    val_curve={k: [float(curve[k][i]) for i in keep] for k in ("threshold", "precision", "recall")})
+    else:
+        meta.update(val_ap=None, val_best_f1=None, threshold=0.0, threshold_rule="default 0 (p = 0.5): no validation")
+    save_model(model_path, trainer.model, meta)
+    logger.info("wrote %s (best epoch %d, validation AP %s, threshold %.2f)", model_path, meta["best_epoch"],
+                "%.3f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a", meta["threshold"])
+    return meta
+
+
+def write_history(model_path, history):
+    stem = os.path.splitext(model_path)[0]
+    keys = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    with atomic_write(stem + ".training.tsv") as f:
+        f.write("\t".join(keys) + "\n")
+        for row in history:
+            f.write("\t".join("%.6g" % row[k] if k in row else "" for k in keys) + "\n")
+    try:
+        from topazpu_core.plots import plot_training_curve
+        plot_training_curve(history, stem + ".training.png")
+    except ImportError:
+        pass
+
+
+def load_micrographs(image_spec, targets_path):
+    """Read preprocessed images and their labelled centres -> (list of Micrograph, preprocess info).
+
+    image_spec: a directory, a list file or paths (images.list_images). A `preprocess.json` in
+    the images' folder (written by `topazpu preprocess`) supplies the scale and normalisation.
+    """
+    import json
+
+    from topazpu_core.coordinates import drop_outside, match_image_names, read_coordinates
+    from topazpu_core.images import image_name, list_images, read_image
+
+    paths = list_images(image_spec)
+    if not paths:
+        raise TopazPuError("%s: no micrographs found" % (image_spec,))
+    images = {}
+    for p in paths:
+        images[image_name(p)] = read_image(p)
+    coords = read_coordinates(targets_path)
+    coords = match_image_names(coords, list(images), targets_path)
+    coords = drop_outside(coords, {n: im.shape for n, im in images.items()}, targets_path)
+    info = {}
+    folder = os.path.dirname(os.path.abspath(paths[0]))
+    meta_path = os.path.join(folder, "preprocess.json")
+    if os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            pre = json.load(f)
+        info = {"scale": float(pre.get("scale", 1.0)), "normalization": pre.get("method", "gmm")}
+    return micrographs_from(images, coords, targets_path), info
