@@ -1,0 +1,72 @@
+"""Every plot writes a non-empty PNG atomically (nothing left beside it) and refuses other names."""
+import os
+
+import numpy as np
+import pytest
+
+from topazpu_core.coordinates import Coordinates
+from topazpu_core.errors import TopazPuError
+from topazpu_core.metrics import precision_recall_curve
+from topazpu_core.plots import plot_overlay, plot_pr_curve, plot_score_histogram, plot_training_curve
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path):
+    assert os.path.getsize(path) > 2000
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    leftovers = [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp.png")]
+    assert leftovers == []
+
+
+def test_pr_curve(tmp_path):
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=200)
+    is_tp = rng.random(200) < 1 / (1 + np.exp(-2 * scores))
+    curve = precision_recall_curve(scores, is_tp, 150)
+    path = tmp_path / "sub" / "pr.png"  # parent folder created
+    assert plot_pr_curve(curve, path, title="test") == str(path)
+    assert_png(str(path))
+    empty = precision_recall_curve([], [], 5)
+    plot_pr_curve(empty, tmp_path / "empty.png")
+    assert_png(str(tmp_path / "empty.png"))
+
+
+def test_training_curve(tmp_path):
+    rows = [{"epoch": e, "loss": 1.0 / (e + 1), "val_ap": 0.5 + 0.05 * e - 0.01 * e * e} for e in range(1, 9)]
+    rows[0]["val_ap"] = float("nan")
+    plot_training_curve(rows, tmp_path / "train.png")
+    assert_png(str(tmp_path / "train.png"))
+    # loss only (no validation) still works
+    plot_training_curve([{"epoch": 1, "loss": 0.7}, {"epoch": 2, "loss": 0.5}], tmp_path / "loss.png")
+    assert_png(str(tmp_path / "loss.png"))
+
+
+def test_overlay_with_and_without_scores(tmp_path):
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(120, 150)).astype(np.float32)
+    xy = rng.uniform(0, 140, (30, 2))
+    scored = Coordinates.from_arrays("mic", xy[:, 0], xy[:, 1], rng.normal(size=30))
+    plot_overlay(image, scored, tmp_path / "overlay.png", radius=8, threshold=0.0)
+    assert_png(str(tmp_path / "overlay.png"))
+    unscored = Coordinates.from_arrays("mic", xy[:, 0], xy[:, 1])
+    plot_overlay(image, unscored, tmp_path / "plain.png", radius=8)
+    assert_png(str(tmp_path / "plain.png"))
+    plot_overlay(image, Coordinates.empty(), tmp_path / "none.png", radius=8)
+    assert_png(str(tmp_path / "none.png"))
+
+
+def test_score_histogram(tmp_path):
+    scores = np.random.default_rng(2).normal(size=500)
+    plot_score_histogram(scores, tmp_path / "hist.png", threshold=0.5)
+    assert_png(str(tmp_path / "hist.png"))
+    plot_score_histogram([], tmp_path / "hist0.png")
+    assert_png(str(tmp_path / "hist0.png"))
+
+
+def test_non_png_name_is_refused(tmp_path):
+    with pytest.raises(TopazPuError, match="png"):
+        plot_score_histogram([1.0, 2.0], tmp_path / "hist.pdf")
+    assert os.listdir(tmp_path) == []
+
