@@ -154,6 +154,8 @@ class Trainer:
         self.pi, self.labelled_fraction = pi, labelled_fraction
         self.pi_u = unlabelled_positive_fraction(pi, labelled_fraction) if config.method.startswith("GE") else None
         self.n_labels = n_labels
+        with torch.no_grad():  # start at the prior: mean p(U) = pi, so the GE terms start small
+            self.model.head.bias.fill_(math.log(pi / (1 - pi)))
         logger.info("pi = %.5f (%s), labelled fraction = %.5f (%d labels, %d px each), GE target among unlabelled = %s, "
                     "expected particles per micrograph = %.1f", pi, "given" if config.pi else "from -n",
                     labelled_fraction, n_labels, disk_pixels(config.label_radius),

@@ -1,0 +1,132 @@
+"""`topazpu preprocess` run in-process on the bundled micrographs."""
+import argparse
+import csv
+import json
+import os
+import shutil
+
+import mrcfile
+import numpy as np
+import pytest
+
+import topazpu_core
+from topazpu_core.cli import main
+from topazpu_core.commands import preprocess as cmd
+from topazpu_core.datasets import bundled_micrographs
+from topazpu_core.images import image_name, read_image
+
+
+def run(argv):
+    main(["preprocess"] + [str(a) for a in argv])
+
+
+def run_failing(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        run(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_preprocess_bundled_scale_2(tmp_path):
+    out = tmp_path / "out"
+    mics = bundled_micrographs()
+    run(["-s", 2, "-o", out] + mics)
+    meta = json.loads((out / "preprocess.json").read_text())
+    assert meta["scale"] == 2 and meta["method"] == "gmm" and meta["seed"] == 0
+    assert meta["version"] == topazpu_core.__version__
+    assert sorted(meta["images"]) == sorted(image_name(p) for p in mics)
+    for p in mics:
+        name = image_name(p)
+        with mrcfile.open(out / (name + ".mrc")) as m:
+            assert m.data.shape == (300, 310) and m.data.dtype == np.float32
+            assert float(m.voxel_size.x) == pytest.approx(4.0)  # 2 A/px x 2
+            data = m.data.copy()
+        entry = meta["images"][name]
+        assert entry["source"] == os.path.abspath(p)
+        assert entry["shape"] == [300, 310] and entry["pixel_size"] == pytest.approx(4.0)
+        for key in ("alpha", "mu", "sigma", "weights", "x_center", "x_scale"):
+            assert key in entry
+        assert abs(float(np.median(data))) < 0.05 and abs(float(data.std()) - 1) < 0.05
+    with open(out / "preprocess.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [r["image_name"] for r in rows] == [image_name(p) for p in mics]
+    assert float(rows[0]["alpha"]) == pytest.approx(meta["images"][rows[0]["image_name"]]
+                                                    ["alpha"])
+    assert (out / "run.log").exists()
+    leftovers = [n for n in os.listdir(out) if n.startswith(".")]
+    assert not leftovers
+
+
+def test_affine_fractional_scale_directory_input(tmp_path):
+    out = tmp_path / "aff"
+    run(["-s", 1.5, "--affine", "-o", out, os.path.dirname(bundled_micrographs()[0])])
+    meta = json.loads((out / "preprocess.json").read_text())
+    assert meta["method"] == "affine" and len(meta["images"]) == 4
+    name = image_name(bundled_micrographs()[1])
+    a = read_image(str(out / (name + ".mrc")))
+    assert a.shape == (400, 413)
+    assert abs(a.mean()) < 1e-4 and abs(a.std() - 1) < 1e-3
+    assert meta["images"][name]["pixel_size"] == pytest.approx(3.0)
+
+
+def test_per_image_method_list_file_and_seed(tmp_path):
+    listing = tmp_path / "mics.txt"
+    listing.write_text("\n".join(os.path.relpath(p, tmp_path)
+                                 for p in bundled_micrographs()[:2]) + "\n")
+    out = tmp_path / "per"
+    run(["-s", 3, "--method", "gmm-per-image", "--seed", 5, "--sample", 20000, "-o", out,
+         listing])
+    meta = json.loads((out / "preprocess.json").read_text())
+    assert meta["method"] == "gmm-per-image" and meta["seed"] == 5 and meta["sample"] == 20000
+    assert len(meta["images"]) == 2
+    for entry in meta["images"].values():
+        assert entry["shape"] == [200, 206] and entry["alpha"] == 1.0
+
+
+def test_missing_micrograph_is_a_clean_error(tmp_path, capsys):
+    err = run_failing(["-s", 2, "-o", tmp_path / "o", tmp_path / "absent.mrc"], capsys)
+    assert "absent.mrc" in err and "Traceback" not in err
+
+
+def test_garbage_micrograph_named_and_nothing_half_written(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in bundled_micrographs()[:2]:
+        shutil.copy(p, folder)
+    (folder / "zz_broken.mrc").write_bytes(b"garbage" * 300)
+    out = tmp_path / "o"
+    err = run_failing(["-s", 2, "-o", out, folder], capsys)
+    assert "zz_broken.mrc" in err
+    assert not (out / "preprocess.json").exists()
+    assert all(n == "run.log" for n in os.listdir(out))
+
+
+def test_bad_scale_and_sample(tmp_path, capsys):
+    err = run_failing(["-s", 0.5, "-o", tmp_path / "o", bundled_micrographs()[0]], capsys)
+    assert "scale" in err
+    err = run_failing(["--sample", 10, "-o", tmp_path / "o", bundled_micrographs()[0]], capsys)
+    assert "--sample" in err and "1/N" in err
+
+
+def test_duplicate_image_names(tmp_path, capsys):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(bundled_micrographs()[0], tmp_path / sub)
+    err = run_failing(["-o", tmp_path / "o", tmp_path / "a", tmp_path / "b"], capsys)
+    assert "image name" in err
+
+
+def test_refuses_to_overwrite_inputs(tmp_path, capsys):
+    shutil.copy(bundled_micrographs()[0], tmp_path)
+    err = run_failing(["-o", tmp_path, tmp_path], capsys)
+    assert "overwrite" in err
+
+
+def test_every_option_help_has_a_default():
+    parser = argparse.ArgumentParser()
+    cmd.add_args(parser)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert "default" in (action.help or ""), action.option_strings
+        if not action.option_strings:
+            assert "default" in action.help
