@@ -21,6 +21,9 @@ def atomic_path(path):
     stem, ext = os.path.splitext(base)
     fd, tmp = tempfile.mkstemp(prefix="." + stem + ".", suffix=".tmp" + ext, dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; outputs get the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)

@@ -293,20 +293,6 @@ def write_mrc(path, array, pixel_size=None):
             mrc.set_data(array)
             if pixel_size is not None and pixel_size > 0:
                 mrc.voxel_size = float(pixel_size)
-    set_default_permissions(path)
-
-
-def set_default_permissions(path):
-    """Give a file written through a temporary file the usual rw-r--r-- (umask) permissions.
-
-    Temporary files are created private (0600); outputs should be readable like any other.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(path, 0o666 & ~umask)
-    except OSError:
-        pass
 
 
 def _read_list_file(path):

@@ -16,16 +16,12 @@ from topazpu_core.nms import non_maximum_suppression
 logger = logging.getLogger(__name__)
 
 
-def pick_image(model, image, radius, threshold=-np.inf, max_picks=None, edge_margin=0, dense=False):
+def pick_image(model, image, radius, threshold=-np.inf, max_picks=None, edge_margin=0, dense=False,
+               nms_method="exact"):
     """-> (x, y, score) arrays for one preprocessed image, best first."""
     scores = score_map(model, image, dense=dense)
-    ys, xs, s = non_maximum_suppression(scores, radius, threshold=threshold, max_picks=None)
-    if edge_margin > 0:
-        H, W = image.shape
-        keep = (xs >= edge_margin) & (ys >= edge_margin) & (xs <= W - 1 - edge_margin) & (ys <= H - 1 - edge_margin)
-        xs, ys, s = xs[keep], ys[keep], s[keep]
-    if max_picks is not None:
-        xs, ys, s = xs[:max_picks], ys[:max_picks], s[:max_picks]
+    ys, xs, s = non_maximum_suppression(scores, radius, threshold=threshold, max_picks=max_picks,
+                                        edge_margin=int(np.ceil(edge_margin)), method=nms_method)
     return xs.astype(np.float64), ys.astype(np.float64), s.astype(np.float64)
 
 
@@ -66,8 +62,9 @@ def add_pick_args(p, radius_help):
                    help="keep picks with logit >= THRESHOLD, or 'auto' = the model's validated max-F1 threshold "
                         "(default: auto); -inf keeps every peak")
     p.add_argument("--max-per-micrograph", type=int, help="keep at most N best picks per micrograph (default: all)")
-    p.add_argument("--edge-margin", type=float, default=0,
-                   help="drop picks closer than this to the border, px of the output frame (default: 0)")
+    p.add_argument("--edge-margin", type=float,
+                   help="no picks closer than this to the border, px of the input micrographs "
+                        "(default: the model's, half the particle radius)")
     p.add_argument("--dense", action="store_true",
                    help="exact per-pixel scoring by shift-and-stitch (stride^2 slower; default: strided + upsampling)")
     p.add_argument("--format", default="auto", help="output format: coord, star, box, json, csv, cs (default: by -o)")
@@ -88,12 +85,12 @@ def write_picks(coords, args, shapes):
           % (len(coords), n_mics, len(coords) / max(n_mics, 1), args.output))
 
 
-def pick_raw_files(model, metadata, micrographs, radius=None, threshold=-np.inf, max_picks=None, edge_margin=0,
+def pick_raw_files(model, metadata, micrographs, radius=None, threshold=-np.inf, max_picks=None, edge_margin=None,
                    dense=False, seed=0, progress=False):
     """Preprocess raw micrographs as the model was trained, pick, return picks in the raw frame.
 
-    radius and edge_margin are in raw-micrograph px (radius default: the model's particle
-    radius x its scale). -> (Coordinates, {image_name: raw shape}).
+    radius and edge_margin are in raw-micrograph px (defaults: the model's particle radius and
+    edge margin, times its scale). -> (Coordinates, {image_name: raw shape}).
     """
     from topazpu_core.images import image_shape, list_images
     from topazpu_core.normalize import preprocess_images
@@ -109,6 +106,7 @@ def pick_raw_files(model, metadata, micrographs, radius=None, threshold=-np.inf,
             shapes[params["image_name"]] = tuple(image_shape(params["source"]))
             yield params["image_name"], image
 
-    coords = pick_images(model, images(), radius_pre, threshold, max_picks, edge_margin / scale, dense,
+    margin_pre = (edge_margin / scale) if edge_margin is not None else float(metadata.get("edge_margin", 0))
+    coords = pick_images(model, images(), radius_pre, threshold, max_picks, margin_pre, dense,
                          progress=progress)
     return coords.scaled(scale), shapes

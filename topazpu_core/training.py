@@ -50,16 +50,30 @@ class TrainConfig:
     autoencoder: float = 0.0
     nnpu_beta: float = 0.0
     nnpu_gamma: float = 1.0
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # peak; cosine decay to 1% over all epochs after a short warm-up
     tile_size: Optional[int] = None  # None -> receptive field + 24 strides
     tiles_per_batch: int = 8
     epochs: int = 10
     epoch_size: int = 100
     patience: int = 4
+    edge_margin: Optional[float] = None  # px; None -> half the particle radius (annotators skip cut particles)
     seed: int = 0
     threads: Optional[int] = None
     scale: float = 1.0  # preprocessing downsampling of the training images (recorded)
     normalization: str = "gmm"
+
+
+def learning_rate_at(step, total_steps, peak):
+    """Linear warm-up over the first 2% of steps, then cosine decay from `peak` to 1% of it."""
+    warmup = max(1, total_steps // 50)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def edge_margin_of(config):
+    return config.particle_radius / 2 if config.edge_margin is None else config.edge_margin
 
 
 def autoencoder_weight(value, n_labels):
@@ -87,12 +101,12 @@ def micrographs_from(images, coords: Coordinates, source="targets"):
     return out
 
 
-def validate(model, micrographs, particle_radius):
+def validate(model, micrographs, particle_radius, edge_margin=0):
     """Particle-level validation: pick every micrograph, match to all its targets, AP."""
     from topazpu_core.metrics import evaluate
     from topazpu_core.picking import pick_images
 
-    picks = pick_images(model, [(m.name, m.image) for m in micrographs], particle_radius)
+    picks = pick_images(model, [(m.name, m.image) for m in micrographs], particle_radius, edge_margin=edge_margin)
     targets = Coordinates.concat([Coordinates.from_arrays(np.full(len(m.x), m.name, dtype=object), m.x, m.y)
                                   for m in micrographs])
     return evaluate(picks, targets, particle_radius, images=[m.name for m in micrographs])
@@ -238,7 +252,11 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
         sums = {}
         bar = tqdm(range(config.epoch_size), desc="epoch %d/%d" % (epoch + 1, config.epochs), unit="step",
                    disable=not progress, leave=False)
-        for _ in bar:
+        total = config.epochs * config.epoch_size
+        for i in bar:
+            lr = learning_rate_at(epoch * config.epoch_size + i, total, config.learning_rate)
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = lr
             stats = trainer.step(rng)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -246,7 +264,7 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
         row = {"epoch": epoch + 1, "seconds": time.time() - t0}
         row.update({k: v / config.epoch_size for k, v in sums.items()})
         if val and n_val_targets:
-            result = validate(trainer.model, val, config.particle_radius)
+            result = validate(trainer.model, val, config.particle_radius, edge_margin_of(config))
             row.update(val_ap=result["ap"], val_best_f1=result["best_f1"])
             if result["ap"] > trainer.best["val_ap"]:
                 trainer.best = {"epoch": epoch, "val_ap": result["ap"]}
@@ -268,7 +286,7 @@ def finish(trainer, model_path):
     trainer.model.load_state_dict(trainer.best_state)
     trainer.model.eval()
     meta = dataclasses.asdict(config)
-    meta.update(architecture=config.architecture, receptive_field=trainer.model.receptive_field,
+    meta.update(edge_margin=edge_margin_of(config), architecture=config.architecture, receptive_field=trainer.model.receptive_field,
                 stride=trainer.model.stride, pi=trainer.pi, pi_unlabelled=trainer.pi_u,
                 labelled_fraction=trainer.labelled_fraction, autoencoder_weight=trainer.ae_weight,
                 n_train_micrographs=len(trainer.train), n_train_labels=trainer.n_labels,
@@ -276,7 +294,7 @@ def finish(trainer, model_path):
                 best_epoch=trainer.best["epoch"] + 1, torch_version=torch.__version__,
                 created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     if trainer.val and sum(len(m.x) for m in trainer.val):
-        result = validate(trainer.model, trainer.val, config.particle_radius)
+        result = validate(trainer.model, trainer.val, config.particle_radius, edge_margin_of(config))
         mean_area = np.mean([m.image.shape[0] * m.image.shape[1] for m in trainer.val])
         expected = trainer.pi * mean_area / disk_pixels(config.label_radius) * len(trainer.val)
         completeness = min(1.0, sum(len(m.x) for m in trainer.val) / expected) if expected > 0 else 1.0

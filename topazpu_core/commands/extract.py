@@ -38,7 +38,8 @@ def main(args):
             shapes[image_name(p)] = im.shape
             yield image_name(p), im
 
-    coords = pick_images(model, images(), radius, threshold, args.max_per_micrograph, args.edge_margin,
+    edge_margin = args.edge_margin if args.edge_margin is not None else meta.get("edge_margin", 0)
+    coords = pick_images(model, images(), radius, threshold, args.max_per_micrograph, edge_margin,
                          args.dense, progress=not args.no_progress)
     factor = args.up_scale / args.down_scale
     coords = coords.scaled(factor)

@@ -24,7 +24,7 @@ import sys
 from topazpu_core import __version__
 from topazpu_core.atomic import atomic_path, atomic_write
 from topazpu_core.errors import TopazPuError
-from topazpu_core.images import image_name, list_images, set_default_permissions, write_mrc
+from topazpu_core.images import image_name, list_images, write_mrc
 from topazpu_core.normalize import DEFAULT_SAMPLE, METHODS, preprocess_images
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,6 @@ def _write_image(path, array, pixel_size, fmt):
         import tifffile
         with atomic_path(path) as tmp:
             tifffile.imwrite(tmp, array)
-        set_default_permissions(path)
 
 
 def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
@@ -146,7 +145,6 @@ def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
     with atomic_write(os.path.join(output, "preprocess.json")) as f:
         json.dump(meta, f, indent=1)
         f.write("\n")
-    set_default_permissions(os.path.join(output, "preprocess.json"))
     columns = []
     for row in rows:
         columns.extend(c for c in row if c not in columns)
@@ -154,7 +152,6 @@ def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
         f.write("\t".join(columns) + "\n")
         for row in rows:
             f.write("\t".join(_format_value(row.get(c, "")) for c in columns) + "\n")
-    set_default_permissions(os.path.join(output, "preprocess.tsv"))
     return meta
 
 

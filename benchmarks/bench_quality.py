@@ -1,0 +1,474 @@
+"""Benchmark: picking quality of topazpu (and optionally Topaz 0.3.20) on the real data sets.
+
+For each data set (see benchmarks/splits.py for the seeded splits and the protocol) it runs our
+pipeline through the command line exactly as a user would:
+
+  topazpu preprocess -s SCALE -o W/pre <train + validation raw micrographs>
+  topazpu train --train-images <preprocessed train list> --train-targets <labels / SCALE>
+                --test-images <preprocessed val list> --test-targets <all val particles / SCALE>
+                -n N --particle-radius R/SCALE --seed S -o W/model.pt [--epochs E --epoch-size U ...]
+  topazpu pick -m W/model.pt -o W/picks_auto.txt <raw val micrographs>         (auto threshold)
+  topazpu pick -m W/model.pt --threshold=-inf -o W/picks_all.txt <raw val>     (every peak: AP)
+  topazpu extract -m W/model.pt --threshold=-inf -x SCALE <preprocessed val>   (extract timing)
+
+and scores the picks with topazpu_core.metrics.evaluate at the assignment radius R (raw px):
+AP and best F1 from the -inf picks, precision / recall / F1 at the auto threshold, picks per
+micrograph, training wall time, pick and extract seconds per micrograph (process start
+included). Targets: apoferritin AP >= 0.85 and best F1 >= 0.85 with training under 600 s;
+bgal AP >= 0.75; ribosome recall of the (incomplete) labels >= 0.9 at the auto threshold.
+
+--topaz also runs Topaz 0.3.20 (its own venv) on the same split: `topaz preprocess -s SCALE
+-d -1`, `topaz train` (resnet8, 500 updates: --num-epochs 1 --epoch-size 500, -n N, -r 3),
+`topaz extract -r R/SCALE --threshold=-inf`, picks scaled back by SCALE and scored with OUR
+metrics; the table shows both side by side. Slow (~5 min of training per data set on 2 cores).
+
+--objectives trains the four objectives (PN, NNPU, GE-KL, GE-binomial) in-process
+(topazpu_core.training.fit; the micrographs are preprocessed once) at 10, 50, 200 and 1000
+labels on the apoferritin split, 3 replicates each (replicate r draws labels and initialises
+with seed r; the micrograph split stays that of --seed), and prints mean +- sd validation AP
+per objective x label count. Long: 48 trainings by default.
+
+    python benchmarks/bench_quality.py [--datasets apoferritin,bgal,ribosome] [--seed 0]
+        [--epochs E] [--epoch-size U] [--topaz] [--objectives] [--quick] [--out results.json]
+    python benchmarks/bench_quality.py --quick            # smoke test, a few minutes
+"""
+import argparse
+import glob
+import json
+import logging
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+from splits import DATASETS, make_split, parse_list, write_image_list, write_split  # noqa: E402
+from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordinates  # noqa: E402
+from topazpu_core.images import image_name  # noqa: E402
+from topazpu_core.metrics import evaluate  # noqa: E402
+
+TOPAZ = os.environ.get("TOPAZ", "/work/main/.venv-topaz/bin/topaz")
+TOPAZ_REFERENCE_AP = 0.55  # Topaz 0.3.20, 500 updates, 200 apoferritin labels (issue 3)
+OBJECTIVES = "PN,NNPU,GE-KL,GE-binomial"
+LABEL_COUNTS = "10,50,200,1000"
+
+logger = logging.getLogger("bench_quality")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def run(cmd, log_path, env=None):
+    """Run a command, log its output to log_path; -> wall seconds. Raises on failure."""
+    cmd = [str(c) for c in cmd]
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    full_env.update(env or {})
+    logger.info("$ %s", " ".join(shlex.quote(c) for c in cmd))
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        log.write("$ %s\n" % " ".join(shlex.quote(c) for c in cmd))
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        with open(log_path) as f:
+            tail = f.read()[-3000:]
+        raise RuntimeError("command failed (exit %d), log %s:\n%s" % (proc.returncode, log_path, tail))
+    return dt
+
+
+def topazpu(*args):
+    return [sys.executable, "-m", "topazpu_core"] + [str(a) for a in args]
+
+
+def expected_n(split, opts):
+    """-n for training: --num-particles NAME=N when given, else the data set's estimate."""
+    for item in parse_list(opts.num_particles or ""):
+        name, _, value = item.partition("=")
+        if name.strip() == split.dataset.name:
+            return float(value)
+    return split.expected_per_micrograph
+
+
+def fresh_dir(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+    return path
+
+
+def score_picks(picks_all, picks_auto, targets, radius, val_names):
+    """AP / best F1 from the unthresholded picks, P / R / F1 at the auto threshold."""
+    out = {}
+    if picks_all is not None:
+        r = evaluate(picks_all, targets, radius, images=val_names)
+        out.update(ap=r["ap"], best_f1=r["best_f1"], threshold_at_best_f1=r["threshold_at_best_f1"],
+                   precision_at_best_f1=r["precision_at_best_f1"], recall_at_best_f1=r["recall_at_best_f1"],
+                   n_targets=r["n_targets"])
+    if picks_auto is not None:
+        names = set(val_names)
+        n_auto = int(sum(1 for n in picks_auto.image_name if n in names))
+        r = evaluate(picks_auto, targets, radius, images=val_names) if n_auto else None
+        tp = r["n_true_positives"] if r else 0
+        n_t = r["n_targets"] if r else len(targets)
+        p = tp / n_auto if n_auto else 0.0
+        rec = tp / n_t if n_t else 0.0
+        out.update(n_picks_at_threshold=n_auto, picks_per_micrograph=n_auto / max(1, len(val_names)),
+                   precision_at_threshold=p, recall_at_threshold=rec,
+                   f1_at_threshold=2 * p * rec / (p + rec) if p + rec > 0 else 0.0)
+    return out
+
+
+def check_targets(dataset, result):
+    """-> {metric: {"value", "target", "pass"}} and the overall verdict."""
+    checks = {}
+    for key, target in dataset.targets.items():
+        if key.endswith("_max"):
+            name = key[:-4]
+            value = result.get(name)
+            checks[name] = {"value": value, "target": target, "at_most": True,
+                            "pass": value is not None and value <= target}
+        else:
+            value = result.get(key)
+            checks[key] = {"value": value, "target": target, "pass": value is not None and value >= target}
+    return checks, all(c["pass"] for c in checks.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# our pipeline (command line)
+
+
+def run_ours(split, files, work, opts):
+    d = split.dataset
+    w = fresh_dir(os.path.join(work, "topazpu"))
+    logs = os.path.join(w, "logs")
+    res = {"tool": "topazpu", "dataset": d.name}
+    pre = os.path.join(w, "pre")
+    res["preprocess_seconds"] = run(topazpu("preprocess", "-s", d.scale, "-o", pre, files["train_images"],
+                                            files["val_images"]), os.path.join(logs, "preprocess.log"))
+    pre_path = lambda p: os.path.join(pre, image_name(p) + ".mrc")  # noqa: E731
+    train_list = write_image_list([pre_path(p) for p in split.train_paths], os.path.join(w, "pre_train.txt"))
+    val_list = write_image_list([pre_path(p) for p in split.val_paths], os.path.join(w, "pre_val.txt"))
+    model = os.path.join(w, "model.pt")
+    cmd = topazpu("train", "--train-images", train_list, "--train-targets", files["train_targets_pre"],
+                  "--test-images", val_list, "--test-targets", files["val_targets_pre"],
+                  "-n", "%.2f" % expected_n(split, opts), "--particle-radius", "%g" % d.radius_pre,
+                  "--seed", opts.seed, "--threads", opts.threads, "--no-progress", "-o", model)
+    for flag, value in (("--epochs", opts.epochs), ("--epoch-size", opts.epoch_size), ("-m", opts.model),
+                        ("--method", opts.method)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    cmd += shlex.split(opts.train_args or "")
+    res["train_seconds"] = run(cmd, os.path.join(logs, "train.log"))
+    with open(os.path.splitext(model)[0] + ".json") as f:
+        meta = json.load(f)
+    res.update(auto_threshold=meta.get("threshold"), val_ap_during_training=meta.get("val_ap"),
+               best_epoch=meta.get("best_epoch"), epochs_trained=meta.get("epochs_trained"),
+               architecture=meta.get("architecture"), method=meta.get("method"), pi=meta.get("pi"))
+    n_val = len(split.val_paths)
+    auto = os.path.join(w, "picks_auto.txt")
+    every = os.path.join(w, "picks_all.txt")
+    ext = os.path.join(w, "extract_all.txt")
+    common = ["--threads", opts.threads, "--no-progress"]
+    res["pick_seconds_per_micrograph"] = run(
+        topazpu("pick", "-m", model, "-o", auto, *common, files["val_images"]),
+        os.path.join(logs, "pick_auto.log")) / n_val
+    res["pick_all_seconds_per_micrograph"] = run(
+        topazpu("pick", "-m", model, "--threshold=-inf", "-o", every, *common, files["val_images"]),
+        os.path.join(logs, "pick_all.log")) / n_val
+    res["extract_seconds_per_micrograph"] = run(
+        topazpu("extract", "-m", model, "--threshold=-inf", "-x", d.scale, "-o", ext, *common, val_list),
+        os.path.join(logs, "extract_all.log")) / n_val
+    targets = split.val_targets
+    res.update(score_picks(read_coordinates(every), read_coordinates(auto), targets, d.radius, split.val_names))
+    res["ap_extract"] = score_picks(read_coordinates(ext), None, targets, d.radius, split.val_names)["ap"]
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# Topaz 0.3.20 (its own venv)
+
+
+def run_topaz(split, files, work, opts):
+    d = split.dataset
+    w = fresh_dir(os.path.join(work, "topaz"))
+    logs = os.path.join(w, "logs")
+    res = {"tool": "topaz", "dataset": d.name}
+    pre = os.path.join(w, "pre")
+    os.makedirs(pre)
+    # -j 1: Topaz's GMM fit is many small torch reductions, much faster on one thread
+    res["preprocess_seconds"] = run([TOPAZ, "preprocess", "-s", d.scale, "-d", "-1", "-j", "1", "-o", pre]
+                                    + split.train_paths + split.val_paths, os.path.join(logs, "preprocess.log"))
+    pre_path = lambda p: os.path.join(pre, image_name(p) + ".mrc")  # noqa: E731
+    train_list = write_image_list([pre_path(p) for p in split.train_paths], os.path.join(w, "train_images.txt"))
+    targets = os.path.join(w, "train_targets.txt")  # Topaz wants .txt and rounds to int anyway
+    lab = split.train_labels.scaled(1.0 / d.scale)
+    write_coordinates(Coordinates.from_arrays(lab.image_name, np.round(lab.x), np.round(lab.y)), targets, fmt="coord")
+    prefix = os.path.join(w, "model")
+    cmd = [TOPAZ, "train", "-d", "-1", "-j", opts.threads, "--train-images", train_list, "--train-targets", targets,
+           "-n", str(int(round(expected_n(split, opts)))), "-r", "3", "-m", "resnet8",
+           "--num-epochs", opts.topaz_epochs, "--epoch-size", opts.topaz_epoch_size,
+           "--save-prefix", prefix, "-o", os.path.join(w, "train_curve.tsv")]
+    if opts.topaz_no_pretrained:
+        cmd.append("--no-pretrained")
+    res["train_seconds"] = run(cmd, os.path.join(logs, "train.log"))
+    saved = sorted(glob.glob(prefix + "_epoch*.sav"), key=lambda p: int(p.rsplit("epoch", 1)[1][:-4]))
+    if not saved:
+        raise RuntimeError("topaz train wrote no model (%s_epoch*.sav)" % prefix)
+    picks_path = os.path.join(w, "picks_all.txt")
+    radius = max(1, int(round(d.radius_pre)))
+    n_val = len(split.val_paths)
+    res["extract_seconds_per_micrograph"] = run(
+        [TOPAZ, "extract", "-m", saved[-1], "-r", radius, "--threshold=-inf", "-d", "-1", "-j", opts.threads,
+         "-o", picks_path] + [pre_path(p) for p in split.val_paths], os.path.join(logs, "extract.log")) / n_val
+    picks = read_coordinates(picks_path).scaled(d.scale)
+    res.update(model=saved[-1], extract_radius=radius)
+    res.update(score_picks(picks, None, split.val_targets, d.radius, split.val_names))
+    # Topaz has no validated threshold: report logit 0 (p = 0.5) for information
+    at0 = picks.subset(picks.score >= 0)
+    s0 = score_picks(None, at0, split.val_targets, d.radius, split.val_names)
+    res.update({k.replace("_at_threshold", "_at_logit0"): v for k, v in s0.items() if "threshold" in k})
+    res["picks_per_micrograph_at_logit0"] = s0["picks_per_micrograph"]
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# objectives side by side (in-process)
+
+
+def run_objectives(opts, work):
+    import torch
+
+    from topazpu_core.normalize import preprocess_images
+    from topazpu_core.training import Micrograph, TrainConfig, fit
+
+    d = DATASETS["apoferritin"]
+    methods = parse_list(opts.objective_methods)
+    counts = parse_list(opts.label_counts, int)
+    replicates = list(range(opts.replicates))
+    base = make_split(d, opts.seed, root=opts.data)
+    paths = base.train_paths + base.val_paths
+    print("objectives: preprocessing %d apoferritin micrographs (scale %d) ..." % (len(paths), d.scale), flush=True)
+    images = {p["image_name"]: a for a, p in preprocess_images(paths, d.scale, method="gmm", seed=0, progress=False)}
+    if opts.threads:
+        torch.set_num_threads(int(opts.threads))
+
+    def micrographs(names, coords):
+        groups = coords.scaled(1.0 / d.scale).by_image()
+        empty = np.zeros(0)
+        return [Micrograph(n, images[n], groups[n].x if n in groups else empty, groups[n].y if n in groups else empty)
+                for n in names]
+
+    val = micrographs(base.val_names, base.val_targets)
+    rows = []
+    total = len(methods) * len(counts) * len(replicates)
+    k = 0
+    for n_labels in counts:
+        for rep in replicates:
+            split = make_split(d, opts.seed, n_labels=n_labels, label_seed=rep, root=opts.data)
+            train = micrographs(split.train_names, split.train_labels)
+            for method in methods:
+                k += 1
+                config = TrainConfig(
+                    particle_radius=d.radius_pre, method=method, architecture=opts.model or "resnet8",
+                    n_per_micrograph=expected_n(split, opts), seed=rep, scale=float(d.scale),
+                    autoencoder=opts.objective_autoencoder if opts.objective_autoencoder == "auto"
+                    else float(opts.objective_autoencoder),
+                    **{key: v for key, v in (("epochs", opts.epochs), ("epoch_size", opts.epoch_size))
+                       if v is not None})
+                model_path = os.path.join(work, "objectives", "%s_n%d_r%d" % (method, n_labels, rep), "model.pt")
+                if os.path.isdir(os.path.dirname(model_path)):
+                    shutil.rmtree(os.path.dirname(model_path))
+                t0 = time.perf_counter()
+                meta = fit(config, train, val, model_path, progress=False)
+                dt = time.perf_counter() - t0
+                row = {"method": method, "n_labels": n_labels, "replicate": rep, "ap": meta.get("val_ap"),
+                       "best_f1": meta.get("val_best_f1"), "best_epoch": meta.get("best_epoch"),
+                       "train_seconds": dt}
+                rows.append(row)
+                print("  [%d/%d] %-11s %4d labels  replicate %d: AP %.3f  F1 %.3f  (%.0f s)"
+                      % (k, total, method, n_labels, rep, row["ap"], row["best_f1"], dt), flush=True)
+    print()
+    print("validation AP, mean +- sd over %d replicates (apoferritin, %d validation micrographs, %d targets)"
+          % (len(replicates), len(val), len(base.val_targets)))
+    header = "%-12s" % "objective" + "".join("%16s" % ("%d labels" % n) for n in counts)
+    print(header)
+    print("-" * len(header))
+    table = {}
+    for method in methods:
+        line = "%-12s" % method
+        for n in counts:
+            aps = np.array([r["ap"] for r in rows if r["method"] == method and r["n_labels"] == n], float)
+            mean, sd = float(np.mean(aps)), float(np.std(aps, ddof=1)) if len(aps) > 1 else 0.0
+            table.setdefault(method, {})[str(n)] = {"mean": mean, "sd": sd, "n": int(len(aps))}
+            line += "%16s" % ("%.3f +- %.3f" % (mean, sd))
+        print(line)
+    return {"runs": rows, "table": table}
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+def fmt(v, spec="%.3f"):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return spec % v
+
+
+def print_table(results):
+    cols = [("data set", "%-12s", "dataset"), ("tool", "%-8s", "tool"), ("AP", "%7s", "ap"),
+            ("bestF1", "%7s", "best_f1"), ("P@thr", "%7s", "precision_at_threshold"),
+            ("R@thr", "%7s", "recall_at_threshold"), ("F1@thr", "%7s", "f1_at_threshold"),
+            ("picks/mic", "%10s", "picks_per_micrograph"), ("train s", "%9s", "train_seconds"),
+            ("pick s/mic", "%11s", "pick_seconds_per_micrograph"),
+            ("extract s/mic", "%14s", "extract_seconds_per_micrograph"), ("targets", "  %s", "verdict")]
+    header = "".join(spec % name for name, spec, _ in cols)
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        cells = []
+        for name, spec, key in cols:
+            v = r.get(key)
+            if key in ("dataset", "tool", "verdict"):
+                cells.append(spec % (v if v is not None else ""))
+            elif key == "picks_per_micrograph" or key.endswith("seconds") or "seconds" in key:
+                cells.append(spec % fmt(v, "%.1f" if key in ("train_seconds", "picks_per_micrograph") else "%.2f"))
+            else:
+                cells.append(spec % fmt(v))
+        print("".join(cells))
+    print("(P/R/F1@thr: at the model's auto threshold; Topaz has none, its P/R at logit 0 are in the JSON. "
+          "Seconds include process start; pick = preprocess + score + NMS from raw micrographs.)")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--datasets", default=",".join(DATASETS),
+                   help="comma-separated data sets, or 'none' (default: %s)" % ",".join(DATASETS))
+    p.add_argument("--data", help="shared data folder (default: $TOPAZPU_DATA or /work/shared/data)")
+    p.add_argument("--seed", type=int, default=0, help="split and training seed (default: 0)")
+    p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "topazpu_bench_quality"),
+                   help="work folder (default: %(default)s); its per-data-set tool folders are replaced")
+    p.add_argument("--out", help="write the results as JSON here (default: WORK/results.json)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for both tools (default: 2)")
+    p.add_argument("--epochs", type=int, help="topazpu train --epochs (default: the CLI's)")
+    p.add_argument("--epoch-size", type=int, help="topazpu train --epoch-size (default: the CLI's)")
+    p.add_argument("--model", help="topazpu train -m (default: the CLI's, resnet8)")
+    p.add_argument("--method", help="topazpu train --method (default: the CLI's, GE-binomial)")
+    p.add_argument("--num-particles", metavar="NAME=N[,NAME=N]",
+                   help="expected particles per micrograph (-n) per data set (default: splits.py's estimate)")
+    p.add_argument("--train-args", help="more topazpu train arguments, one quoted string")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 2 epochs x 10 updates, Topaz 5 updates, objectives 2 label counts x 1 "
+                        "replicate x 2 epochs")
+    g = p.add_argument_group("Topaz")
+    g.add_argument("--topaz", action="store_true", help="also run Topaz 0.3.20 on the same splits (slow)")
+    g.add_argument("--topaz-epochs", type=int, default=1, help="topaz train --num-epochs (default: 1)")
+    g.add_argument("--topaz-epoch-size", type=int, default=500, help="topaz train --epoch-size (default: 500)")
+    g.add_argument("--topaz-no-pretrained", action="store_true",
+                   help="topaz train --no-pretrained (default: Topaz's default, start from its shipped resnet8)")
+    g = p.add_argument_group("objectives")
+    g.add_argument("--objectives", action="store_true",
+                   help="also compare the four objectives on apoferritin (long)")
+    g.add_argument("--objective-methods", default=OBJECTIVES, help="(default: %(default)s)")
+    g.add_argument("--label-counts", default=LABEL_COUNTS, help="(default: %(default)s)")
+    g.add_argument("--replicates", type=int, default=3, help="seeds 0..R-1 per cell (default: 3)")
+    g.add_argument("--objective-autoencoder", default="0",
+                   help="autoencoder weight for the objective runs, or 'auto' (default: 0)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log commands and training progress")
+    opts = p.parse_args()
+    logging.basicConfig(level=logging.INFO if opts.verbose else logging.WARNING, format="%(message)s")
+    if opts.quick:
+        opts.epochs = opts.epochs or 2
+        opts.epoch_size = opts.epoch_size or 10
+        opts.topaz_epoch_size = 5
+        if opts.label_counts == LABEL_COUNTS:
+            opts.label_counts = "10,200"
+        if opts.replicates == 3:
+            opts.replicates = 1
+    names = [] if opts.datasets.strip().lower() == "none" else parse_list(opts.datasets)
+    for n in names:
+        if n not in DATASETS:
+            p.error("unknown data set %r (choose from %s)" % (n, ", ".join(DATASETS)))
+    if opts.topaz and not os.path.exists(TOPAZ):
+        p.error("--topaz: %s not found (set TOPAZ=path/to/topaz)" % TOPAZ)
+    os.makedirs(opts.work, exist_ok=True)
+    out_path = opts.out or os.path.join(opts.work, "results.json")
+
+    print("bench_quality: %d CPU(s), load average %.2f, threads %d, seed %d, work %s%s"
+          % (os.cpu_count(), os.getloadavg()[0], opts.threads, opts.seed, opts.work,
+             ", QUICK smoke-test settings" if opts.quick else ""), flush=True)
+    results, summary = [], {"settings": {k: v for k, v in vars(opts).items()}, "datasets": {}}
+    t_start = time.time()
+    for name in names:
+        split = make_split(name, opts.seed, root=opts.data)
+        work = os.path.join(opts.work, name)
+        files = write_split(split, os.path.join(work, "split"))
+        s = split.summary()
+        print("\n== %s: %d training micrographs (%d labels), %d validation micrographs (%d targets), scale %d, "
+              "assignment radius %g px, -n %.1f" % (name, len(s["train_micrographs"]), s["n_train_labels"],
+                                                   len(s["val_micrographs"]), s["n_val_targets"], s["scale"],
+                                                   s["radius"], expected_n(split, opts)), flush=True)
+        entry = {"split": s}
+        try:
+            ours = run_ours(split, files, work, opts)
+        except RuntimeError as e:
+            print("topazpu failed: %s" % e, flush=True)
+            ours = {"tool": "topazpu", "dataset": name, "error": str(e), "train_seconds": None}
+        checks, ok = check_targets(split.dataset, ours)
+        ours.update(targets=checks, verdict=("PASS" if ok else "FAIL") + " (" + ", ".join(
+            "%s %s %s %g" % (k, fmt(c["value"], "%.0f" if c.get("at_most") else "%.3f"),
+                             "<=" if c.get("at_most") else ">=", c["target"]) for k, c in checks.items()) + ")")
+        print("topazpu: AP %s, best F1 %s, at auto threshold %s: P %s R %s (%s picks/mic); train %s s; %s"
+              % (fmt(ours.get("ap")), fmt(ours.get("best_f1")), fmt(ours.get("auto_threshold"), "%.2f"),
+                 fmt(ours.get("precision_at_threshold")), fmt(ours.get("recall_at_threshold")),
+                 fmt(ours.get("picks_per_micrograph"), "%.1f"), fmt(ours.get("train_seconds"), "%.0f"),
+                 ours["verdict"]), flush=True)
+        results.append(ours)
+        entry["topazpu"] = ours
+        if opts.topaz:
+            try:
+                tz = run_topaz(split, files, work, opts)
+                tz["verdict"] = "(reference)"
+                print("topaz:   AP %s, best F1 %s; train %.0f s, extract %.2f s/mic"
+                      % (fmt(tz.get("ap")), fmt(tz.get("best_f1")), tz["train_seconds"],
+                         tz["extract_seconds_per_micrograph"]), flush=True)
+                results.append(tz)
+                entry["topaz"] = tz
+            except RuntimeError as e:
+                print("topaz failed: %s" % e, flush=True)
+                entry["topaz"] = {"error": str(e)}
+        summary["datasets"][name] = entry
+    if results:
+        print("\n== summary (seed %d%s)" % (opts.seed, ", quick settings" if opts.quick else ""))
+        print_table(results)
+        if opts.topaz and "apoferritin" in names:
+            print("(issue 3 reference: Topaz 0.3.20, 500 updates, 200 apoferritin labels, AP ~%.2f)"
+                  % TOPAZ_REFERENCE_AP)
+    if opts.objectives:
+        print("\n== objectives on apoferritin")
+        summary["objectives"] = run_objectives(opts, opts.work)
+    summary["wall_seconds"] = time.time() - t_start
+    with open(out_path, "w") as f:
+        json.dump(summary, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    print("\nresults -> %s (%.0f s)" % (out_path, summary["wall_seconds"]))
+    failed = [r["dataset"] for r in results if r.get("tool") == "topazpu" and not r["verdict"].startswith("PASS")]
+    if failed:
+        print("targets missed: %s" % ", ".join(failed))
+
+
+if __name__ == "__main__":
+    main()
