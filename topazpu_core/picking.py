@@ -60,7 +60,7 @@ def add_pick_args(p, radius_help):
     p.add_argument("-r", "--radius", type=float, help=radius_help)
     p.add_argument("-t", "--threshold", default="auto",
                    help="keep picks with logit >= THRESHOLD, or 'auto' = the model's validated max-F1 threshold "
-                        "(default: auto); -inf keeps every peak")
+                        "(default: auto); --threshold=-inf keeps every peak")
     p.add_argument("--max-per-micrograph", type=int, help="keep at most N best picks per micrograph (default: all)")
     p.add_argument("--edge-margin", type=float,
                    help="no picks closer than this to the border, px of the input micrographs "
