@@ -55,3 +55,14 @@ def test_strided_scoring_equals_dense_on_its_grid_and_tiles_agree(arch):
     np.testing.assert_allclose(strided[::s, ::s], dense[::s, ::s], atol=1e-5)
     tiled = score_map(m, img, tile=32)
     np.testing.assert_allclose(tiled, strided, atol=1e-5)
+
+
+def test_symmetrised_scoring_is_rotation_equivariant_and_tiles_exactly():
+    torch.manual_seed(2)
+    m = Classifier("resnet8", units=8).eval()
+    img = np.random.default_rng(3).standard_normal((97, 130)).astype(np.float32)
+    sym = score_map(m, img, symmetrise=True)
+    np.testing.assert_allclose(score_map(m, img, symmetrise=True, tile=32), sym, atol=1e-5)
+    rotated = score_map(m, np.ascontiguousarray(np.rot90(img)), symmetrise=True)
+    np.testing.assert_allclose(rotated, np.rot90(sym), atol=1e-5)
+    assert np.abs(sym - score_map(m, img)).max() > 1e-3  # it is a different (averaged) map

@@ -87,10 +87,31 @@ def _score_dense(model, image_t):
     return out
 
 
+def _score_tiled(model, t, scorer, tile):
+    """Score a (H, W) tensor in tiles cut on the stride grid, each with a receptive-field margin."""
+    H, W = t.shape
+    if H <= tile and W <= tile:
+        return scorer(model, t)
+    s = model.stride
+    tile = max(s, tile - tile % s)
+    margin = model.receptive_field + s
+    margin += (-margin) % s
+    out = torch.empty((H, W), dtype=t.dtype)
+    for y0 in range(0, H, tile):
+        for x0 in range(0, W, tile):
+            ya, xa = max(0, y0 - margin), max(0, x0 - margin)
+            yb, xb = min(H, y0 + tile + margin), min(W, x0 + tile + margin)
+            part = scorer(model, t[ya:yb, xa:xb])
+            out[y0:y0 + tile, x0:x0 + tile] = part[y0 - ya:y0 - ya + tile, x0 - xa:x0 - xa + tile]
+    return out
+
+
 @torch.no_grad()
-def score_map(model, image, dense=False, tile=1024):
+def score_map(model, image, dense=False, tile=1024, symmetrise=False):
     """Logit for every pixel of a 2-D image (numpy array) -> float32 numpy array of the same shape.
 
+    `symmetrise` averages the logits over the 8 rotations and flips of the image (8x the cost):
+    the network was trained on all of them, and the average is smoother and better localised.
     Large images are scored in tiles of `tile` px (plus the receptive-field margin), so memory
     stays bounded; results equal untiled scoring up to float rounding in the strided mode
     because tiles are cut on the stride grid and the margin covers the receptive field.
@@ -98,22 +119,16 @@ def score_map(model, image, dense=False, tile=1024):
     was_training = model.training
     model.eval()
     try:
-        H, W = image.shape
         scorer = _score_dense if dense else _score_strided
         t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        if H <= tile and W <= tile:
-            return scorer(model, t).numpy()
-        s = model.stride
-        tile = max(s, tile - tile % s)
-        margin = model.receptive_field + s
-        margin += (-margin) % s
-        out = np.empty((H, W), dtype=np.float32)
-        for y0 in range(0, H, tile):
-            for x0 in range(0, W, tile):
-                ya, xa = max(0, y0 - margin), max(0, x0 - margin)
-                yb, xb = min(H, y0 + tile + margin), min(W, x0 + tile + margin)
-                part = scorer(model, t[ya:yb, xa:xb]).numpy()
-                out[y0:y0 + tile, x0:x0 + tile] = part[y0 - ya:y0 - ya + tile, x0 - xa:x0 - xa + tile]
-        return out
+        if not symmetrise:
+            return _score_tiled(model, t, scorer, tile).numpy()
+        total = torch.zeros_like(t)
+        for flip in (False, True):  # the 8 rotations and flips, each mapped back
+            x = torch.flip(t, (1,)) if flip else t
+            for k in range(4):
+                out = torch.rot90(_score_tiled(model, torch.rot90(x, k, (0, 1)), scorer, tile), -k, (0, 1))
+                total += torch.flip(out, (1,)) if flip else out
+        return (total / 8).numpy()
     finally:
         model.train(was_training)

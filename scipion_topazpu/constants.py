@@ -1,0 +1,50 @@
+"""Names, choice lists and defaults shared by the topazpu Scipion plugin."""
+
+# Plugin variables (Plugin._vars is one dict shared by every plugin: keep the prefix).
+TOPAZPU_PYTHON = 'TOPAZPU_PYTHON'        # interpreter that runs `python -m topazpu_core`
+TOPAZPU_THREADS = 'TOPAZPU_THREADS'      # default torch threads per engine job when not set by the protocol
+
+ENGINE_MODULE = 'topazpu_core'
+
+# Objectives, in the order shown in the form (GE-binomial is the default, as in the paper).
+OBJECTIVES = ['GE-binomial', 'GE-KL', 'NNPU', 'PN']
+OBJECTIVE_GE_BINOMIAL = 0
+
+# Architectures, in the order shown in the form.
+ARCHITECTURES = ['resnet8', 'resnet16', 'conv31', 'conv63', 'conv127']
+ARCH_RESNET8 = 0
+
+# Normalisation methods of `topazpu preprocess`.
+NORMALIZATIONS = ['gmm', 'gmm-per-image', 'affine']
+NORM_GMM = 0
+
+# How the expected number of particles is given to the training.
+PRIOR_PARTICLES = 0
+PRIOR_PI = 1
+
+# Validation modes of the training.
+VAL_FRACTION = 0
+VAL_SET = 1
+VAL_NONE = 2
+
+# Threshold modes of the picker.
+THRESHOLD_MODEL = 0
+THRESHOLD_EXPLICIT = 1
+
+# Coordinate formats of the import protocol: the engine's format names, 'auto' first.
+COORD_FORMATS = ['auto', 'coord', 'star', 'box', 'json', 'csv', 'cs']
+COORD_FORMAT_LABELS = ['auto (by extension and content)', 'Topaz TSV (.txt/.tsv)', 'RELION STAR',
+                       'EMAN box', 'EMAN2 json', 'CSV', 'cryoSPARC .cs']
+
+# Attribute names added to Scipion objects.
+SCORE_ATTR = '_topazpuScore'             # Float on each Coordinate: the picker's logit score
+NORM_ATTR = '_topazpuNormalization'      # String (JSON) on each normalised Micrograph
+SET_SCALE_ATTR = '_topazpuScale'         # Float on a normalised SetOfMicrographs
+SET_METHOD_ATTR = '_topazpuMethod'       # String on a normalised SetOfMicrographs
+
+PREPROCESS_JSON = 'preprocess.json'
+
+# Box size = BOX_FACTOR x particle diameter (rounded up to an even number of pixels).
+BOX_FACTOR = 1.5
+# Relative tolerance when comparing pixel sizes (model vs micrographs).
+PIXEL_SIZE_TOLERANCE = 0.05

@@ -1,0 +1,92 @@
+"""Small pieces shared by the topazpu protocols: GPU options and engine invocation."""
+import pyworkflow.protocol.params as params
+
+
+def addGpuParams(form, helpExtra=''):
+    """The hidden USE_GPU / GPU_LIST pair shown in the run header."""
+    form.addHidden(params.USE_GPU, params.BooleanParam, default=False,
+                   label='Use GPU?',
+                   help='Run the network on a GPU (CUDA). No: run on the CPU. '
+                        'The CPU is enough for the default models on small and medium '
+                        'data sets; a GPU is about 10-50x faster. ' + helpExtra)
+    form.addHidden(params.GPU_LIST, params.StringParam, default='0',
+                   label='GPU IDs',
+                   help='GPU ids to use, separated by spaces (e.g. "0" or "0 1"). Each engine '
+                        'job sees the GPUs of its slot through CUDA_VISIBLE_DEVICES and runs on '
+                        'the first of them; with several threads, Scipion gives each parallel '
+                        'job its own slot.')
+
+
+def usesGpu(protocol):
+    return bool(protocol.getAttributeValue(params.USE_GPU, False))
+
+
+def validateGpu(protocol):
+    """Error messages when a GPU is requested but torch cannot use one."""
+    if not usesGpu(protocol):
+        return []
+    gpus = (protocol.getAttributeValue(params.GPU_LIST, '') or '').split()
+    if not gpus:
+        return ['"Use GPU" is set but the GPU list is empty: give GPU ids (e.g. 0) or set "Use GPU" to No.']
+    if any(not g.isdigit() for g in gpus):
+        return ['GPU list "%s" must be GPU numbers separated by spaces (e.g. "0 1").'
+                % protocol.getAttributeValue(params.GPU_LIST)]
+    try:
+        import torch
+        available = torch.cuda.is_available()
+        version = torch.__version__
+    except ImportError as e:  # pragma: no cover - torch is a dependency
+        return ['GPU requested but torch does not import: %s' % e]
+    if not available:
+        return ['GPU requested (GPU ids %s) but torch %s cannot use CUDA on this machine '
+                '(torch.cuda.is_available() is False): set "Use GPU" to No to run on the CPU.'
+                % (' '.join(gpus), version)]
+    return []
+
+
+def engineProgram(protocol):
+    """(program, device arguments) for a runJob of the engine.
+
+    On a GPU the program is prefixed with CUDA_VISIBLE_DEVICES=%(GPU)s, which Scipion's
+    executor replaces with the GPUs of the job's slot (comma-separated), and the engine
+    is told to use the first visible device; otherwise `--device -1` (CPU).
+    """
+    from scipion_topazpu import Plugin
+    python = Plugin.getPython()
+    if usesGpu(protocol):
+        return 'CUDA_VISIBLE_DEVICES=%%(GPU)s %s' % python, '--device 0'
+    return python, '--device -1'
+
+
+def runEngine(protocol, command, args, threads=None, useDevice=True, cwd=None):
+    """Run `python -m topazpu_core <command> <args>` as a Scipion job of `protocol`.
+
+    `threads`: torch threads for the job (also OMP/MKL), None = engine default.
+    """
+    from scipion_topazpu import Plugin
+    from scipion_topazpu.constants import ENGINE_MODULE
+    program, device = engineProgram(protocol)
+    if not useDevice:
+        program, device = Plugin.getPython(), ''
+    fullArgs = '-m %s %s %s %s' % (ENGINE_MODULE, command, args, device)
+    if threads and command in ('train', 'extract', 'pick'):
+        fullArgs += ' --threads %d' % threads
+    protocol.runJob(program, fullArgs.strip(), env=Plugin.getEnviron(threads), cwd=cwd,
+                    numberOfMpi=1)
+
+
+def jobThreads(protocol, parallelSteps):
+    """Torch threads for each engine job.
+
+    Serial protocols give their job all `numberOfThreads`. With STEPS_PARALLEL, Scipion runs
+    numberOfThreads - 1 worker threads, each starting one job: the threads are shared out.
+    """
+    n = max(1, int(protocol.numberOfThreads.get() or 1))
+    if not parallelSteps or n == 1:
+        return n
+    return max(1, n // (n - 1))
+
+
+def quote(path):
+    """Quote a path for the shell command line built by runJob."""
+    return "'%s'" % str(path).replace("'", "'\\''")

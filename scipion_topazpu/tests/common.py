@@ -1,0 +1,64 @@
+"""Shared test data and helpers: the bundled apoferritin micrographs with a held-back micrograph."""
+import os
+import tempfile
+
+import numpy as np
+
+# Real pixel size of the bundled 2x-binned apoferritin micrographs is about 3.5 A/px (the
+# header says 2.0, a placeholder); the particle is ~33 px = ~115 A across.
+SAMPLING_RATE = 3.5
+PARTICLE_DIAMETER_A = 33 * SAMPLING_RATE
+SCALE = 2.0
+# Tiny training for tests: enough to pick apoferritin far above chance.
+TRAIN_PARAMS = dict(epochs=2, epochSize=12, numParticles=200, seed=0)
+
+
+def bundled():
+    from topazpu_core import datasets
+    return datasets.bundled_micrographs(), datasets.bundled_particles()
+
+
+def heldBackName():
+    """Engine name of the micrograph kept out of training (the last bundled one)."""
+    from topazpu_core.images import image_name
+    return image_name(bundled()[0][-1])
+
+
+def readBundledTargets():
+    from topazpu_core.coordinates import read_coordinates
+    return read_coordinates(bundled()[1])
+
+
+def writeTrainingCoordinates(folder=None):
+    """Topaz TSV with the labels of every bundled micrograph but the held-back one."""
+    from topazpu_core.coordinates import write_coordinates
+    coords = readBundledTargets()
+    keep = np.array([n != heldBackName() for n in coords.image_name])
+    folder = folder or tempfile.mkdtemp(prefix='topazpu-coords-')
+    path = os.path.join(folder, 'training_particles.txt')
+    write_coordinates(coords.subset(keep), path, fmt='coord')
+    return path
+
+
+def heldBackTargets():
+    coords = readBundledTargets()
+    return coords.subset(np.array([n == heldBackName() for n in coords.image_name]))
+
+
+def logTails(prot, lines=40):
+    """The last lines of a protocol's stdout and stderr logs, for failure messages."""
+    out = []
+    for path in (prot.getStdoutLog(), prot.getStderrLog()):
+        if path and os.path.exists(path):
+            with open(path, errors='replace') as f:
+                out.append('--- %s\n%s' % (path, ''.join(f.readlines()[-lines:])))
+    return '\n'.join(out)
+
+
+def launch(testClass, prot, **kwargs):
+    """BaseTest.launchProtocol, with the run's log tails in the exception when it fails."""
+    try:
+        return testClass.launchProtocol(prot, **kwargs)
+    except Exception as e:
+        testClass.proj._updateProtocol(prot)
+        raise AssertionError('%s\n%s' % (e, logTails(prot))) from None
