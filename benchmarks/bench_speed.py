@@ -135,7 +135,7 @@ def train_quick_model(opts, work):
 
 
 def strided_vs_dense(model, meta, opts):
-    from topazpu_core.picking import pick_images
+    from topazpu_core.picking import PickOptions, pick_images
 
     d = DATASETS["apoferritin"]
     split = make_split(d, opts.seed, root=opts.data)
@@ -145,18 +145,20 @@ def strided_vs_dense(model, meta, opts):
                                                                method=meta.get("normalization", "gmm"),
                                                                progress=False)]
     out = {}
-    for dense in (False, True):
+    margin = float(meta.get("edge_margin", 0))
+    for key, dense, symmetrise in (("strided", False, False), ("dense", True, False), ("strided8", False, True)):
         t = time.perf_counter()
-        picks = pick_images(model, named, radius, dense=dense)
+        picks = pick_images(model, named, PickOptions(radius, edge_margin=margin, dense=dense, symmetrise=symmetrise))
         dt = (time.perf_counter() - t) / len(named)
         r = evaluate(picks.scaled(scale), split.val_targets, d.radius, images=split.val_names)
-        key = "dense" if dense else "strided"
         out[key] = {"ap": r["ap"], "best_f1": r["best_f1"], "n_picks": r["n_picks"], "seconds_per_micrograph": dt}
         print("  %-8s AP %.4f  best F1 %.4f  (%d picks on %d micrographs, %.2f s per micrograph of %dx%d)"
               % (key, r["ap"], r["best_f1"], r["n_picks"], len(named), dt, named[0][1].shape[1],
                  named[0][1].shape[0]), flush=True)
     out["ap_difference_dense_minus_strided"] = out["dense"]["ap"] - out["strided"]["ap"]
-    print("  AP dense - strided = %+.4f" % out["ap_difference_dense_minus_strided"])
+    out["ap_difference_symmetrised_minus_strided"] = out["strided8"]["ap"] - out["strided"]["ap"]
+    print("  AP dense - strided = %+.4f; symmetrised (8 orientations) - strided = %+.4f"
+          % (out["ap_difference_dense_minus_strided"], out["ap_difference_symmetrised_minus_strided"]))
     return out
 
 

@@ -101,12 +101,13 @@ def micrographs_from(images, coords: Coordinates, source="targets"):
     return out
 
 
-def validate(model, micrographs, particle_radius, edge_margin=0):
+def validate(model, micrographs, particle_radius, edge_margin=0, symmetrise=False):
     """Particle-level validation: pick every micrograph, match to all its targets, AP."""
     from topazpu_core.metrics import evaluate
-    from topazpu_core.picking import pick_images
+    from topazpu_core.picking import PickOptions, pick_images
 
-    picks = pick_images(model, [(m.name, m.image) for m in micrographs], particle_radius, edge_margin=edge_margin)
+    options = PickOptions(radius=particle_radius, edge_margin=edge_margin, symmetrise=symmetrise)
+    picks = pick_images(model, [(m.name, m.image) for m in micrographs], options)
     targets = Coordinates.concat([Coordinates.from_arrays(np.full(len(m.x), m.name, dtype=object), m.x, m.y)
                                   for m in micrographs])
     return evaluate(picks, targets, particle_radius, images=[m.name for m in micrographs])

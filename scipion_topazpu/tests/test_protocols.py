@@ -154,13 +154,15 @@ class TestTopazPuPipeline(BaseTest):
         from topazpu_core.checkpoint import load_model
         from topazpu_core.images import list_images
         from topazpu_core.metrics import match_picks
-        from topazpu_core.picking import pick_raw_files
+        from topazpu_core.picking import PickOptions, pick_raw_files
         batch = [f for f in glob.glob(self.protPick._getExtraPath('batches', 'batch_*.txt'))
                  if common.heldBackName() in open(f).read()][0]
         model, meta = load_model(self.protTrain.outputModel.getPath())
         radius = common.PARTICLE_DIAMETER_A / common.SAMPLING_RATE / 2
-        direct, _ = pick_raw_files(model, meta, list_images(batch), radius=radius,
-                                   threshold=self.protTrain.outputModel.getThreshold())
+        options = PickOptions(radius=radius, threshold=self.protTrain.outputModel.getThreshold(),
+                              edge_margin=float(meta.get("edge_margin", 0)) * float(meta.get("scale", 1)),
+                              symmetrise=False)
+        direct, _, _ = pick_raw_files(model, meta, list_images(batch), options)
         direct = direct.by_image()[common.heldBackName()]
         micMap = convert.MicrographMap(self.protMics.outputMicrographs)
         table, _ = convert.setToCoordinates(self.protPick.outputCoordinates, micMap)
