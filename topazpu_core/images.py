@@ -234,6 +234,53 @@ def read_image(path):
     return image
 
 
+_LAZY_CHECK_VALUES = 1 << 22  # float32 values per block when checking a memory-mapped image
+
+
+def open_image_lazy(path):
+    """A micrograph as a 2-D float32 array that is not read into memory when possible.
+
+    A float32 MRC in the machine's byte order (mode 2, one section: what `topazpu preprocess`
+    writes) is memory-mapped copy-on-write: the file is never written, pixels are paged in
+    when used and the system can drop them again, so thousands of micrographs can be opened
+    at once. The data are checked like `read_image` (finite, not constant) by streaming
+    through the file in blocks, and equal what `read_image` returns. Any other file is read
+    with `read_image`.
+    """
+    path = os.fspath(path)
+    _check_exists(path)
+    if _extension(path) not in MRC_EXTENSIONS:
+        return read_image(path)
+    header = _parse_mrc_header(path)
+    if header["mode"] != 2 or header["nz"] != 1 or header["order"] != _NATIVE:
+        return read_image(path)
+    ny, nx = header["ny"], header["nx"]
+    offset = _MRC_HEADER_BYTES + header["nsymbt"]
+    size = os.path.getsize(path)
+    if offset + 4 * nx * ny > size:
+        raise TopazPuError("%s: truncated MRC file (%d bytes, the header announces %d)"
+                           % (path, size, offset + 4 * nx * ny))
+    lo, hi, bad = np.inf, -np.inf, 0
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = nx * ny
+        while left:
+            block = np.fromfile(f, dtype=np.float32, count=min(left, _LAZY_CHECK_VALUES))
+            if block.size == 0:
+                raise TopazPuError("%s: truncated MRC file" % path)
+            left -= block.size
+            finite = np.isfinite(block)
+            if not finite.all():
+                bad += int(finite.size - np.count_nonzero(finite))
+                continue
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    if bad:
+        raise TopazPuError("%s: %d pixels are NaN or infinite" % (path, bad))
+    if lo == hi:
+        raise TopazPuError("%s: constant image (every pixel is %g)" % (path, lo))
+    return np.memmap(path, dtype=np.float32, mode="c", offset=offset, shape=(ny, nx))
+
+
 def read_pixel_size(path):
     """Pixel size in Angstrom per pixel from an MRC header (x axis); None when 0 or not MRC."""
     path = os.fspath(path)

@@ -60,6 +60,17 @@ def label_map(shape, x, y, radius):
     return labels
 
 
+def labelled_pixel_count(shape, x, y, radius):
+    """Number of True pixels of label_map(shape, x, y, radius), without building the map."""
+    if len(x) == 0:
+        return 0
+    dy, dx = disk_offsets(radius)
+    cy = np.rint(np.asarray(y)).astype(np.int64)[:, None] + dy[None]
+    cx = np.rint(np.asarray(x)).astype(np.int64)[:, None] + dx[None]
+    ok = (cy >= 0) & (cy < shape[0]) & (cx >= 0) & (cx < shape[1])
+    return int(np.unique(cy[ok] * int(shape[1]) + cx[ok]).size)
+
+
 def split_micrographs(names, n_labels, val_fraction=None, k_fold=None, fold=0, seed=0):
     """Micrograph-level train/validation split of `names` (those with labels).
 
@@ -91,8 +102,10 @@ def split_micrographs(names, n_labels, val_fraction=None, k_fold=None, fold=0, s
 class TileSampler:
     """Draws augmented training tiles and their output-grid labels.
 
-    images: list of 2-D float32 arrays (or memory maps); labels: list of boolean maps of the same
-    shapes; centres: list of (N, 2) arrays (x, y) of labelled particles per image.
+    images: list of 2-D float32 arrays (or memory maps); centres: list of (N, 2) arrays (x, y)
+    of labelled particles per image. labels: the label radius (px): each tile's labels are
+    computed from the centres near it, exactly as `label_map` would mark them, so no full-size
+    label map is kept; or a list of boolean maps of the images' shapes.
     `grid` = (stride, offset): output j of a tile is centred on tile pixel offset + stride * j.
     """
 
@@ -106,18 +119,57 @@ class TileSampler:
         if counts.sum() == 0:
             raise TopazPuError("no labelled particle falls inside any training micrograph")
         self.label_weights = counts / counts.sum()
+        self._disk = None
+        if np.isscalar(labels):
+            self._disk = disk_offsets(float(labels))
+            self._reach = int(np.floor(float(labels)))
+            self._rounded = []  # per image: rounded (rows, columns) of the centres, sorted by row
+            for c in centres:
+                c = np.asarray(c, dtype=np.float64).reshape(-1, 2)
+                ry = np.rint(c[:, 1]).astype(np.int64)
+                rx = np.rint(c[:, 0]).astype(np.int64)
+                order = np.argsort(ry, kind="stable")
+                self._rounded.append((ry[order], rx[order]))
+
+    def _region_labels(self, idx, y_lo, y_hi, x_lo, x_hi):
+        """label_map of image `idx` restricted to rows y_lo..y_hi, columns x_lo..x_hi (inclusive)."""
+        ry, rx = self._rounded[idx]
+        r = self._reach
+        a = np.searchsorted(ry, y_lo - r, side="left")
+        b = np.searchsorted(ry, y_hi + r, side="right")
+        cy, cx = ry[a:b], rx[a:b]
+        near = (cx >= x_lo - r) & (cx <= x_hi + r)
+        h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
+        out = np.zeros((h, w), dtype=bool)
+        if near.any():
+            dy, dx = self._disk
+            py = cy[near][:, None] - y_lo + dy[None]
+            px = cx[near][:, None] - x_lo + dx[None]
+            ok = (py >= 0) & (py < h) & (px >= 0) & (px < w)
+            out[py[ok], px[ok]] = True
+        return out
 
     def _cut(self, idx, y0, x0):
-        im, lab = self.images[idx], self.labels[idx]
+        im = self.images[idx]
         t = self.tile
         H, W = im.shape
         ys = np.clip(np.arange(y0, y0 + t), 0, H - 1) if (y0 < 0 or y0 + t > H) else slice(y0, y0 + t)
         xs = np.clip(np.arange(x0, x0 + t), 0, W - 1) if (x0 < 0 or x0 + t > W) else slice(x0, x0 + t)
-        if isinstance(ys, slice) and isinstance(xs, slice):
-            return np.asarray(im[ys, xs], dtype=np.float32), np.asarray(lab[ys, xs])
-        yi = np.arange(H)[ys] if isinstance(ys, slice) else ys
-        xi = np.arange(W)[xs] if isinstance(xs, slice) else xs
-        return np.asarray(im[np.ix_(yi, xi)], dtype=np.float32), np.asarray(lab[np.ix_(yi, xi)])
+        inside = isinstance(ys, slice) and isinstance(xs, slice)
+        if not inside:
+            yi = np.arange(H)[ys] if isinstance(ys, slice) else ys
+            xi = np.arange(W)[xs] if isinstance(xs, slice) else xs
+        if self._disk is None:  # full label maps given
+            lab = self.labels[idx]
+            if inside:
+                return np.asarray(im[ys, xs], dtype=np.float32), np.asarray(lab[ys, xs])
+            return np.asarray(im[np.ix_(yi, xi)], dtype=np.float32), np.asarray(lab[np.ix_(yi, xi)])
+        if inside:
+            return (np.asarray(im[ys, xs], dtype=np.float32),
+                    self._region_labels(idx, y0, y0 + t - 1, x0, x0 + t - 1))
+        y_lo, y_hi, x_lo, x_hi = int(yi[0]), int(yi[-1]), int(xi[0]), int(xi[-1])  # indices ascend
+        lab = self._region_labels(idx, y_lo, y_hi, x_lo, x_hi)
+        return np.asarray(im[np.ix_(yi, xi)], dtype=np.float32), lab[np.ix_(yi - y_lo, xi - x_lo)]
 
     def sample(self, n_tiles, rng):
         """-> images (n, t, t) float32, labels (n, h, h) bool on the output grid."""

@@ -23,7 +23,7 @@ from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
 from topazpu_core.losses import METHODS, autoencoder_loss, pu_objective
 from topazpu_core.models import Classifier, Decoder
-from topazpu_core.sampling import (TileSampler, disk_pixels, label_map, pi_from_particles,
+from topazpu_core.sampling import (TileSampler, disk_pixels, labelled_pixel_count, pi_from_particles,
                                    unlabelled_positive_fraction)
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class TrainConfig:
     learning_rate: float = 1e-3  # peak; cosine decay to 1% over all epochs after a short warm-up
     tile_size: Optional[int] = None  # None -> receptive field + 24 strides
     tiles_per_batch: int = 8
-    epochs: int = 10
+    epochs: int = 20
     epoch_size: int = 100
     patience: int = 4
     edge_margin: Optional[float] = None  # px; None -> half the particle radius (annotators skip cut particles)
@@ -156,8 +156,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
 
         total_pixels = sum(m.image.shape[0] * m.image.shape[1] for m in train)
-        labels = [label_map(m.image.shape, m.x, m.y, config.label_radius) for m in train]
-        labelled_fraction = sum(int(l.sum()) for l in labels) / total_pixels
+        # labelled pixels (disks clipped to the image, overlaps merged), one micrograph at a time
+        labelled_fraction = sum(labelled_pixel_count(m.image.shape, m.x, m.y, config.label_radius)
+                                for m in train) / total_pixels
         if config.pi is not None:
             pi = float(config.pi)
             if not 0 < pi < 1:
@@ -178,7 +179,7 @@ class Trainer:
                     pi * total_pixels / len(train) / disk_pixels(config.label_radius))
         tile = config.tile_size or rf + 24 * self.model.stride
         centres = [np.stack([m.x, m.y], axis=1) for m in train]
-        self.sampler = TileSampler([m.image for m in train], labels, centres, tile,
+        self.sampler = TileSampler([m.image for m in train], config.label_radius, centres, tile,
                                    (self.model.stride, (rf - 1) // 2))
         self.history = []
         self.start_epoch = 0
@@ -337,18 +338,19 @@ def load_micrographs(image_spec, targets_path):
 
     image_spec: a directory, a list file or paths (images.list_images). A `preprocess.json` in
     the images' folder (written by `topazpu preprocess`) supplies the scale and normalisation.
+    float32 MRC images are memory-mapped (images.open_image_lazy), not read into memory.
     """
     import json
 
     from topazpu_core.coordinates import drop_outside, match_image_names, read_coordinates
-    from topazpu_core.images import image_name, list_images, read_image
+    from topazpu_core.images import image_name, list_images, open_image_lazy
 
     paths = list_images(image_spec)
     if not paths:
         raise TopazPuError("%s: no micrographs found" % (image_spec,))
     images = {}
     for p in paths:
-        images[image_name(p)] = read_image(p)
+        images[image_name(p)] = open_image_lazy(p)
     coords = read_coordinates(targets_path)
     coords = match_image_names(coords, list(images), targets_path)
     coords = drop_outside(coords, {n: im.shape for n, im in images.items()}, targets_path)

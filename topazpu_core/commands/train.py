@@ -49,7 +49,7 @@ def add_args(p):
                    help="architecture (default: resnet8, receptive field 71 px)")
     g.add_argument("--units", type=int, default=32, help="width of the first layer (default: 32)")
     g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
-    g.add_argument("--epochs", type=int, default=10, help="maximum epochs (default: 10)")
+    g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default: 20)")
     g.add_argument("--epoch-size", type=int, default=100, help="minibatch updates per epoch (default: 100)")
     g.add_argument("--tiles-per-batch", type=int, default=8, help="tiles per minibatch (default: 8)")
     g.add_argument("--tile-size", type=int, help="tile side in px (default: receptive field + 24 strides)")
