@@ -133,3 +133,12 @@ def test_training_errors_are_clear(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["extract", "-m", str(junk), "-o", str(tmp_path / "x.txt"), datasets.bundled_micrographs()[0]])
     assert "junk.pt" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_gpu_request_without_cuda_is_a_clear_error(trained, tmp_path, capsys):
+    d, _, _ = trained
+    with pytest.raises(SystemExit) as e:
+        cli.main(["pick", "-m", str(d / "model.pt"), "-d", "0", "-o", str(tmp_path / "x.txt"),
+                  datasets.bundled_micrographs()[0]])
+    assert e.value.code == 2 and "no usable CUDA" in capsys.readouterr().err

@@ -58,8 +58,8 @@ def read_model_metadata(path):
     return _load_payload(path)["metadata"]
 
 
-def load_model(path):
-    """-> (Classifier in eval mode, metadata). Clear error when the file does not fit its architecture."""
+def load_model(path, device=None):
+    """-> (Classifier in eval mode on `device`, metadata). Clear error when the file does not fit."""
     from topazpu_core.models import Classifier, ARCHITECTURES
 
     payload = _load_payload(path)
@@ -74,6 +74,8 @@ def load_model(path):
         raise TopazPuError("%s: weights do not fit architecture %s with %s units (%s)"
                            % (path, arch, meta.get("units"), str(e).splitlines()[0][:160]))
     model.eval()
+    if device is not None:
+        model.to(device)
     return model, meta
 
 
@@ -97,12 +99,25 @@ def latest_checkpoint(model_path):
     return max(numbered)[1] if numbered else None
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, map_location="cpu"):
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise TopazPuError("%s: unreadable checkpoint (%s); delete it to restart from the previous epoch"
                            % (path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__))
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT + "-checkpoint":
         raise TopazPuError("%s: not a topazpu checkpoint" % path)
     return state
+
+
+def torch_device(index):
+    """-1 -> the CPU; N >= 0 -> GPU N, with a clear error where torch has no CUDA or no such GPU."""
+    if index is None or int(index) < 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise TopazPuError("GPU %d requested (-d %d) but this PyTorch has no usable CUDA device; use -d -1 for the "
+                           "CPU, or install a CUDA build of PyTorch (README: GPU install)" % (index, index))
+    if int(index) >= torch.cuda.device_count():
+        raise TopazPuError("GPU %d requested but only %d visible (CUDA_VISIBLE_DEVICES=%s)" % (
+            index, torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES", "unset")))
+    return torch.device("cuda", int(index))

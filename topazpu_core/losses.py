@@ -56,10 +56,10 @@ def ge_kl_loss(pos, unl, pi_u, slack=10.0):
     return loss, {"loss": loss.item(), "bce_pos": bce.item(), "ge": kl.item(), "p_unl": p_mean.item()}
 
 
-def binomial_log_pmf(n, p, dtype=torch.float64):
+def binomial_log_pmf(n, p, dtype=torch.float64, device=None):
     """log Binom(k; n, p) for k = 0..n as a tensor."""
-    k = torch.arange(n + 1, dtype=dtype)
-    n_t = torch.tensor(float(n), dtype=dtype)
+    k = torch.arange(n + 1, dtype=dtype, device=device)
+    n_t = torch.tensor(float(n), dtype=dtype, device=device)
     log_choose = torch.lgamma(n_t + 1) - torch.lgamma(k + 1) - torch.lgamma(n_t - k + 1)
     return log_choose + k * math.log(p) + (n_t - k) * math.log1p(-p)
 
@@ -70,17 +70,17 @@ def gaussian_count_distribution(probs):
     p = probs.to(torch.float64)
     mu = p.sum()
     var = (p * (1 - p)).sum() + 1e-10
-    k = torch.arange(n + 1, dtype=torch.float64)
+    k = torch.arange(n + 1, dtype=torch.float64, device=probs.device)
     log_density = -0.5 * (k - mu) ** 2 / var
     return torch.softmax(log_density, dim=0)
 
 
 def exact_count_distribution(probs):
     """Exact Poisson-binomial distribution of the count, by dynamic programming (O(N^2))."""
-    q = torch.ones(1, dtype=torch.float64)
+    zero = torch.zeros(1, dtype=torch.float64, device=probs.device)
+    q = torch.ones(1, dtype=torch.float64, device=probs.device)
     for p in probs.to(torch.float64):
-        q = torch.cat([q * (1 - p), torch.zeros(1, dtype=torch.float64)]) + \
-            torch.cat([torch.zeros(1, dtype=torch.float64), q * p])
+        q = torch.cat([q * (1 - p), zero]) + torch.cat([zero, q * p])
     return q
 
 
@@ -91,7 +91,7 @@ def ge_binomial_loss(pos, unl, pi_u, slack=1.0, exact=False):
         return bce, {"loss": bce.item(), "bce_pos": bce.item(), "ge": 0.0, "p_unl": 0.0}
     probs = torch.sigmoid(unl)
     q = exact_count_distribution(probs) if exact else gaussian_count_distribution(probs)
-    cross_entropy = -(q * binomial_log_pmf(n, pi_u)).sum()
+    cross_entropy = -(q * binomial_log_pmf(n, pi_u, device=unl.device)).sum()
     # Per-sample scale: the cross-entropy grows like log N; dividing by nothing keeps the
     # paper's objective. It is returned in float64; cast back to the logits' dtype.
     ge = cross_entropy.to(unl.dtype)

@@ -135,8 +135,6 @@ def add_pick_args(p, frame):
 
 def options_from_args(args, metadata, scale=1.0):
     """PickOptions from the command line, defaults from the model (scaled to the frame of -r)."""
-    if args.device >= 0:
-        raise TopazPuError("GPU picking is not available in this build; use -d -1")
     return PickOptions(
         radius=args.radius if args.radius is not None else float(metadata["particle_radius"]) * scale,
         threshold=resolve_threshold(args.threshold, metadata), max_picks=args.max_per_micrograph,

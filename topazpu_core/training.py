@@ -133,7 +133,7 @@ def choose_threshold(curve, completeness=1.0):
 class Trainer:
     """Holds the model, optimiser and data for one training run."""
 
-    def __init__(self, config: TrainConfig, train: List[Micrograph], val: List[Micrograph]):
+    def __init__(self, config: TrainConfig, train: List[Micrograph], val: List[Micrograph], device=None):
         if config.method not in METHODS:
             raise TopazPuError("unknown --method %r (choose from %s)" % (config.method, ", ".join(METHODS)))
         self.config, self.train, self.val = config, train, val
@@ -152,6 +152,10 @@ class Trainer:
                            math.ceil(self.model.stride / math.sqrt(2)))
         self.ae_weight = autoencoder_weight(config.autoencoder, n_labels)
         self.decoder = Decoder(self.model.features.out_channels, self.model.stride) if self.ae_weight > 0 else None
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.model.to(self.device)
+        if self.decoder is not None:
+            self.decoder.to(self.device)
         params = list(self.model.parameters()) + (list(self.decoder.parameters()) if self.decoder else [])
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
 
@@ -189,8 +193,8 @@ class Trainer:
     def step(self, rng):
         c = self.config
         xs, ys = self.sampler.sample(c.tiles_per_batch, rng)
-        x = torch.from_numpy(xs)[:, None]
-        y = torch.from_numpy(ys)
+        x = torch.from_numpy(xs)[:, None].to(self.device)
+        y = torch.from_numpy(ys).to(self.device)
         logits, feats = self.model.forward_with_features(x)
         pos = logits[y]
         unl = logits.reshape(-1) if c.method == "NNPU" else logits[~y]
@@ -227,17 +231,17 @@ class Trainer:
 
 
 def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], model_path, resume=False,
-        progress=True):
+        progress=True, device=None):
     """Train, validate each epoch, checkpoint; write the best model to `model_path`. -> metadata dict."""
     from tqdm import tqdm
 
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    trainer = Trainer(config, train, val)
+    trainer = Trainer(config, train, val, device=device)
     if resume:
         last = latest_checkpoint(model_path)
         if last:
-            trainer.restore(load_checkpoint(last))
+            trainer.restore(load_checkpoint(last, map_location=trainer.device))
             logger.info("resuming after epoch %d from %s", trainer.start_epoch - 1, last)
         else:
             logger.info("--resume: no checkpoint beside %s, starting fresh", model_path)

@@ -19,12 +19,12 @@ def add_args(p):
 
 
 def main(args):
-    from topazpu_core.checkpoint import load_model
+    from topazpu_core.checkpoint import load_model, torch_device
     from topazpu_core.images import image_name, list_images, read_image
     from topazpu_core.picking import options_from_args, pick_images, readable_images, set_threads
 
     set_threads(args.threads)
-    model, meta = load_model(args.model)
+    model, meta = load_model(args.model, device=torch_device(args.device))
     options = options_from_args(args, meta)
     paths, skipped = readable_images(list_images(args.micrographs))
     shapes = {}

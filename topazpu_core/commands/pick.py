@@ -17,12 +17,12 @@ def add_args(p):
 
 
 def main(args):
-    from topazpu_core.checkpoint import load_model
+    from topazpu_core.checkpoint import load_model, torch_device
     from topazpu_core.images import list_images
     from topazpu_core.picking import options_from_args, pick_raw_files, set_threads
 
     set_threads(args.threads)
-    model, meta = load_model(args.model)
+    model, meta = load_model(args.model, device=torch_device(args.device))
     options = options_from_args(args, meta, scale=float(meta.get("scale", 1.0)))
     coords, shapes, skipped = pick_raw_files(model, meta, list_images(args.micrographs), options, seed=args.seed,
                                              progress=not args.no_progress)

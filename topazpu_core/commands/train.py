@@ -68,8 +68,9 @@ def main(args):
     from topazpu_core.sampling import split_micrographs
     from topazpu_core.training import TrainConfig, fit, load_micrographs
 
-    if args.device >= 0:
-        raise TopazPuError("GPU training is not available in this build; use -d -1")
+    from topazpu_core.checkpoint import torch_device
+
+    device = torch_device(args.device)
     if args.num_particles is None and args.pi is None:
         raise TopazPuError("give -n (expected particles per micrograph) or --pi")
     if args.autoencoder != "auto":
@@ -110,7 +111,7 @@ def main(args):
         epoch_size=args.epoch_size, patience=args.patience, seed=args.seed, threads=args.threads or None,
         scale=args.scale if args.scale is not None else info.get("scale", 1.0),
         normalization=info.get("normalization", "gmm"))
-    meta = fit(config, train, val, args.output, resume=args.resume, progress=not args.no_progress)
+    meta = fit(config, train, val, args.output, resume=args.resume, progress=not args.no_progress, device=device)
     print("model: %s  best epoch %d  validation AP %s  threshold %.3f" % (
         args.output, meta["best_epoch"], "%.4f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a",
         meta["threshold"]))

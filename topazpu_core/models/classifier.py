@@ -76,7 +76,7 @@ def _score_dense(model, image_t):
     """Exact per-pixel logits by shift-and-stitch (stride**2 forward passes)."""
     H, W = image_t.shape
     s, c = model.stride, (model.receptive_field - 1) // 2
-    out = torch.empty(H, W, dtype=image_t.dtype)
+    out = torch.empty(H, W, dtype=image_t.dtype, device=image_t.device)
     x = _reflect_pad(image_t[None, None], (c, c + s, c, c + s))
     for dy in range(s):
         for dx in range(s):
@@ -96,7 +96,7 @@ def _score_tiled(model, t, scorer, tile):
     tile = max(s, tile - tile % s)
     margin = model.receptive_field + s
     margin += (-margin) % s
-    out = torch.empty((H, W), dtype=t.dtype)
+    out = torch.empty((H, W), dtype=t.dtype, device=t.device)
     for y0 in range(0, H, tile):
         for x0 in range(0, W, tile):
             ya, xa = max(0, y0 - margin), max(0, x0 - margin)
@@ -120,15 +120,16 @@ def score_map(model, image, dense=False, tile=1024, symmetrise=False):
     model.eval()
     try:
         scorer = _score_dense if dense else _score_strided
-        t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        device = next(model.parameters()).device
+        t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
         if not symmetrise:
-            return _score_tiled(model, t, scorer, tile).numpy()
+            return _score_tiled(model, t, scorer, tile).cpu().numpy()
         total = torch.zeros_like(t)
         for flip in (False, True):  # the 8 rotations and flips, each mapped back
             x = torch.flip(t, (1,)) if flip else t
             for k in range(4):
                 out = torch.rot90(_score_tiled(model, torch.rot90(x, k, (0, 1)), scorer, tile), -k, (0, 1))
                 total += torch.flip(out, (1,)) if flip else out
-        return (total / 8).numpy()
+        return (total / 8).cpu().numpy()
     finally:
         model.train(was_training)
