@@ -27,12 +27,12 @@ from topazpu_core.coordinates import FORMATS, Coordinates, read_coordinates, wri
 from topazpu_core.errors import TopazPuError
 from topazpu_core.images import image_shape, open_image_lazy, read_image, read_pixel_size, write_mrc
 
-EXAMPLES = int(os.environ.get("TOPAZPU_FUZZ_EXAMPLES", "120"))
-HANG_SECONDS = 5.0  # an example running this long is a hang
+EXAMPLES = int(os.environ.get("TOPAZPU_FUZZ_EXAMPLES", "200"))
+HANG_SECONDS = 10.0  # an example running this long is a hang
 
 FUZZ = settings(
     max_examples=EXAMPLES,
-    deadline=2000,  # ms per example
+    deadline=5000,  # ms per example (absurd MRC headers make mrcfile attempt huge reads: ~0.3 s)
     derandomize=not os.environ.get("TOPAZPU_FUZZ_RANDOM"),
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -232,6 +232,45 @@ def test_valid_files_read_back(workdir, fmt, table):
     tol = 1e-3 if fmt == "cs" else 1e-6  # .cs stores float32 fractions of the micrograph size
     np.testing.assert_allclose(b.x, a.x, atol=tol * 5760)
     np.testing.assert_allclose(b.y, a.y, atol=tol * 4096)
+
+
+CS_FIELDS = ["location/center_x_frac", "location/center_y_frac", "location/micrograph_path",
+             "location/micrograph_shape", "pick_stats/ncc_score", "uid"]
+CS_TYPES = ["<f4", "<f8", ">f4", "<i4", "<u8", "S8", "S1", "<U3", "?", ("<u4", (2,)), ("<u4", (3,)), ("<f4", (2,)),
+            ("<i2", (1,))]
+
+
+@FUZZ
+@given(fields=st.lists(st.sampled_from(CS_FIELDS), min_size=1, max_size=6, unique=True),
+       types=st.lists(st.sampled_from(CS_TYPES), min_size=6, max_size=6), n=st.integers(0, 5),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_cs_reader_on_odd_structured_arrays(workdir, fields, types, n, seed):
+    """.cs files are numpy structured arrays: any field may have any dtype, values any bits."""
+    dtype = np.dtype([(f, t) if isinstance(t, str) else (f,) + t for f, t in zip(fields, types)])
+    raw = np.random.default_rng(seed).integers(0, 256, size=n * dtype.itemsize, dtype=np.uint8)
+    array = np.frombuffer(raw.tobytes(), dtype=dtype)
+    path = os.path.join(fresh(workdir, "cs"), "picks.cs")
+    with open(path, "wb") as f:
+        np.save(f, array)
+    check_coordinates(only_clear_errors(read_coordinates, path, image_shapes={"a": (10, 10)}))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10 ** 20, 10 ** 20) | st.floats() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["boxes", "x", "class", "manual", ""]), children, max_size=3),
+    max_leaves=12)
+
+
+@FUZZ
+@given(boxes=JSON_VALUES, wrap=st.booleans())
+def test_json_reader_on_odd_structures(workdir, boxes, wrap):
+    import json
+
+    path = os.path.join(fresh(workdir, "json"), "mic_info.json")
+    with open(path, "w") as f:
+        f.write(json.dumps({"boxes": boxes} if wrap else boxes))
+    check_coordinates(only_clear_errors(read_coordinates, path))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """Model files and training checkpoints: state_dicts plus JSON metadata, never pickled code.
 
 A model file (`MODEL.pt`) is a dict {"format": "topazpu-model", "format_version": 1,
-"state_dict": {...tensors...}, "metadata": "<json>"} saved with torch.save and loaded with
-torch.load(weights_only=True), so loading never executes code. `MODEL.json` beside it holds the
+"state_dict": {...tensors...}, "metadata": "<json>", "sha256": "<hex>"} saved with torch.save and
+loaded with torch.load(weights_only=True), so loading never executes code. The SHA-256 of the
+weights and metadata is checked on loading, so a damaged or edited file is refused (the zip
+container torch writes does not check its contents). `MODEL.json` beside it holds the
 same metadata for people and for Scipion. Checkpoints (one per epoch) add the optimiser state
 and the training history so `--resume` continues exactly.
 """
 import glob
+import hashlib
 import json
 import os
 import re
@@ -21,11 +24,23 @@ MODEL_FORMAT = "topazpu-model"
 MODEL_FORMAT_VERSION = 1
 
 
+def content_digest(state_dict, metadata_json):
+    """SHA-256 (hex) of a model's tensors (names, dtypes, shapes, bytes) and its metadata string."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(("%s|%s|%s|" % (name, t.dtype, tuple(t.shape))).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(metadata_json.encode())
+    return h.hexdigest()
+
+
 def save_model(path, model, metadata):
     metadata = dict(metadata, version=__version__, format_version=MODEL_FORMAT_VERSION)
-    payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "metadata": json.dumps(metadata)}
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    metadata_json = json.dumps(metadata)
+    payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "state_dict": state_dict,
+               "metadata": metadata_json, "sha256": content_digest(state_dict, metadata_json)}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     with atomic_write(os.path.splitext(path)[0] + ".json") as f:
@@ -46,6 +61,12 @@ def _load_payload(path):
     if payload.get("format_version") != MODEL_FORMAT_VERSION:
         raise TopazPuError("%s: model format version %s, this topazpu reads version %d"
                            % (path, payload.get("format_version"), MODEL_FORMAT_VERSION))
+    tensors = payload.get("state_dict")
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()) \
+            or not isinstance(payload.get("metadata"), str):
+        raise TopazPuError("%s: damaged topazpu model file (weights or metadata missing)" % path)
+    if "sha256" in payload and payload["sha256"] != content_digest(tensors, payload["metadata"]):
+        raise TopazPuError("%s: damaged or modified model file (its checksum does not match its contents)" % path)
     try:
         payload["metadata"] = json.loads(payload["metadata"])
     except (KeyError, TypeError, ValueError):

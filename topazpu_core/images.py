@@ -91,15 +91,21 @@ def _parse_mrc_header(path):
                        "supported modes 0, 1, 2, 6, 12)" % (path, *[int(v) for v in ints]))
 
 
+def _check_mrc_size(path, header):
+    """Raise for a file shorter than its header announces (before any reader allocates for it)."""
+    dtype = np.dtype(_MRC_MODES[header["mode"]])
+    needed = _MRC_HEADER_BYTES + header["nsymbt"] + header["nx"] * header["ny"] * header["nz"] * dtype.itemsize
+    size = os.path.getsize(path)
+    if needed > size:
+        raise TopazPuError("%s: truncated MRC file (%d bytes, the header announces %d)" % (path, size, needed))
+
+
 def _read_mrc_raw(path, header):
     """Read the data block of an MRC file by its header, bypassing mrcfile."""
     dtype = np.dtype(_MRC_MODES[header["mode"]]).newbyteorder(header["order"])
     count = header["nx"] * header["ny"] * header["nz"]
     offset = _MRC_HEADER_BYTES + header["nsymbt"]
-    size = os.path.getsize(path)
-    if offset + count * dtype.itemsize > size:
-        raise TopazPuError("%s: truncated MRC file (%d bytes, the header announces %d)"
-                           % (path, size, offset + count * dtype.itemsize))
+    _check_mrc_size(path, header)
     data = np.fromfile(path, dtype=dtype, count=count, offset=offset)
     return data.reshape(header["nz"], header["ny"], header["nx"])
 
@@ -118,6 +124,7 @@ def _read_mrc(path):
     if header["nz"] > 1:
         raise TopazPuError("%s: MRC holds %d sections (nz=%d); a micrograph must be 2-D"
                            % (path, header["nz"], header["nz"]))
+    _check_mrc_size(path, header)  # else mrcfile may try to allocate what the header announces
     data = None
     try:
         import mrcfile

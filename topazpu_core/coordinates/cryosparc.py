@@ -40,8 +40,11 @@ def _load(path):
             raise TopazPuError("%s: the .cs array holds Python objects, which are not loaded "
                                "(allow_pickle=False); re-save it with plain string fields" % path) from None
         raise TopazPuError("%s: not a cryoSPARC .cs file (numpy structured array): %s" % (path, e)) from None
-    except (OSError, EOFError) as e:
-        raise TopazPuError("%s: not a cryoSPARC .cs file (numpy structured array): %s" % (path, e)) from None
+    except MemoryError:
+        raise TopazPuError("%s: damaged .cs file (its header announces more data than fits in memory)" % path) from None
+    except Exception as e:  # a damaged numpy header makes np.load raise many types (TokenError, SyntaxError...)
+        raise TopazPuError("%s: not a cryoSPARC .cs file (numpy structured array): %s"
+                           % (path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__)) from None
     if data.dtype.names is None or data.ndim != 1:
         raise TopazPuError("%s: not a cryoSPARC .cs file (expected a 1-D structured array)" % path)
     return data
@@ -57,10 +60,14 @@ def read_cs(path, image_shapes=None):
     if missing:
         raise TopazPuError("%s: .cs file lacks field %s (has: %s)"
                            % (path, ", ".join(missing), ", ".join(data.dtype.names[:10])))
+    _check_field(data, path, PATH, "SU", ())
+    for field in (X, Y, SCORE):
+        _check_field(data, path, field, "fiub", ())
+    _check_field(data, path, SHAPE, "iu", (2,))
     names = np.array([micrograph_name(_text(p)) for p in data[PATH]], dtype=object)
     n = len(data)
     if SHAPE in data.dtype.names:
-        shapes = np.asarray(data[SHAPE], dtype=np.float64).reshape(n, -1)[:, :2]
+        shapes = np.asarray(data[SHAPE], dtype=np.float64).reshape(n, 2)
     else:
         shapes = np.zeros((n, 2))
     unknown = ~(shapes > 0).all(axis=1)
@@ -78,7 +85,24 @@ def read_cs(path, image_shapes=None):
     if bad.any():
         raise TopazPuError("%s: row %d: non-finite center fraction" % (path, int(np.flatnonzero(bad)[0])))
     score = np.asarray(data[SCORE], dtype=np.float64) if SCORE in data.dtype.names else None
-    return Coordinates.from_arrays(names, fx * shapes[:, 1], fy * shapes[:, 0], score)
+    x, y = fx * shapes[:, 1], fy * shapes[:, 0]
+    bad = ~(np.isfinite(x) & np.isfinite(y))
+    if bad.any():
+        raise TopazPuError("%s: row %d: coordinate overflows (center fraction x micrograph shape)"
+                           % (path, int(np.flatnonzero(bad)[0])))
+    return Coordinates.from_arrays(names, x, y, score)
+
+
+def _check_field(data, path, field, kinds, shape):
+    """A present field must have a dtype of one of `kinds` (numpy kind letters) and this shape."""
+    if field not in data.dtype.names:
+        return
+    dt = data.dtype.fields[field][0]
+    base, sub = (dt.base, dt.shape) if dt.subdtype else (dt, ())
+    if base.kind not in kinds or tuple(sub) != shape:
+        raise TopazPuError("%s: .cs field %s has type %s%s, expected %s" % (
+            path, field, base.str, "x".join(map(str, sub)) and " of shape %s" % (sub,) or "",
+            {"SU": "a string", "fiub": "a number", "iu": "two integers (height, width)"}[kinds]))
 
 
 def _uid(*parts):

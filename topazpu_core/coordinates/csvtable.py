@@ -51,7 +51,9 @@ def read_csv(path, image_shapes=None):
         rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     except csv.Error as e:
         raise TopazPuError("%s: not a readable CSV file: %s" % (path, e)) from None
-    header_at = next(i for i, r in enumerate(rows) if any(c.strip() for c in r))
+    header_at = next((i for i, r in enumerate(rows) if any(c.strip() for c in r)), None)
+    if header_at is None:
+        raise TopazPuError("%s: CSV file holds only separators, no header row" % path)
     header = rows[header_at]
     keys = [_key(h) for h in header]
     i_name, i_x, i_y, i_score = (_find(keys, role) for role in ("image", "x", "y", "score"))
