@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from topazpu_core.atomic import atomic_path
-from topazpu_core.errors import TopazPuError
+from topazpu_core.errors import TopazPuError, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,6 @@ def image_name(path):
 
 def _extension(path):
     return os.path.splitext(os.fspath(path))[1].lower()
-
-
-def _check_exists(path):
-    if not os.path.exists(path):
-        raise TopazPuError("%s: no such file" % path)
-    if os.path.isdir(path):
-        raise TopazPuError("%s: is a directory, not an image" % path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,7 +204,7 @@ def read_image(path):
     NaN or infinite values, or is constant.
     """
     path = os.fspath(path)
-    _check_exists(path)
+    require_file(path, "an image")
     ext = _extension(path)
     if ext in MRC_EXTENSIONS:
         data = _read_mrc(path)
@@ -255,7 +248,7 @@ def open_image_lazy(path):
     with `read_image`.
     """
     path = os.fspath(path)
-    _check_exists(path)
+    require_file(path, "an image")
     if _extension(path) not in MRC_EXTENSIONS:
         return read_image(path)
     header = _parse_mrc_header(path)
@@ -293,7 +286,7 @@ def read_pixel_size(path):
     path = os.fspath(path)
     if _extension(path) not in MRC_EXTENSIONS:
         return None
-    _check_exists(path)
+    require_file(path, "an image")
     size = _parse_mrc_header(path)["pixel_size"]
     if not np.isfinite(size) or size <= 0:
         return None
@@ -303,7 +296,7 @@ def read_pixel_size(path):
 def image_shape(path):
     """(height, width) of an image without reading its pixels (header only)."""
     path = os.fspath(path)
-    _check_exists(path)
+    require_file(path, "an image")
     ext = _extension(path)
     if ext in MRC_EXTENSIONS:
         header = _parse_mrc_header(path)

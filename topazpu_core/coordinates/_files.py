@@ -2,15 +2,7 @@
 import math
 import os
 
-from topazpu_core.errors import TopazPuError
-
-
-def require_file(path):
-    """Raise a one-line TopazPuError unless `path` is an existing regular file."""
-    if not os.path.exists(path):
-        raise TopazPuError("%s: no such file" % path)
-    if os.path.isdir(path):
-        raise TopazPuError("%s: is a directory, expected a file" % path)
+from topazpu_core.errors import TopazPuError, require_file  # noqa: F401 (re-exported for the format modules)
 
 
 def read_text(path):
