@@ -13,15 +13,7 @@ each tile is used. Half the tiles are placed so that they contain a random label
 import numpy as np
 
 from topazpu_core.errors import TopazPuError
-
-
-def disk_offsets(radius):
-    """Integer offsets (dy, dx) with dy^2 + dx^2 <= radius^2."""
-    r = int(np.floor(radius))
-    d = np.arange(-r, r + 1)
-    dy, dx = np.meshgrid(d, d, indexing="ij")
-    inside = dy ** 2 + dx ** 2 <= radius ** 2
-    return dy[inside], dx[inside]
+from topazpu_core.nms import disk_offsets
 
 
 def disk_pixels(radius):
@@ -47,28 +39,26 @@ def unlabelled_positive_fraction(pi, labelled_fraction):
     return (pi - labelled_fraction) / (1.0 - labelled_fraction)
 
 
+def _stamp(shape, rows, cols, disk):
+    """Boolean (h, w) map with the disk offsets stamped around integer centres (rows, cols)."""
+    out = np.zeros(shape, dtype=bool)
+    if len(rows):
+        dy, dx = disk
+        py = np.asarray(rows, np.int64)[:, None] + dy[None]
+        px = np.asarray(cols, np.int64)[:, None] + dx[None]
+        ok = (py >= 0) & (py < shape[0]) & (px >= 0) & (px < shape[1])
+        out[py[ok], px[ok]] = True
+    return out
+
+
 def label_map(shape, x, y, radius):
     """Boolean (H, W) map: True within `radius` of any centre (x = column, y = row)."""
-    labels = np.zeros(shape, dtype=bool)
-    dy, dx = disk_offsets(radius)
-    if len(x) == 0:
-        return labels
-    cy = np.rint(np.asarray(y)).astype(np.int64)[:, None] + dy[None]
-    cx = np.rint(np.asarray(x)).astype(np.int64)[:, None] + dx[None]
-    ok = (cy >= 0) & (cy < shape[0]) & (cx >= 0) & (cx < shape[1])
-    labels[cy[ok], cx[ok]] = True
-    return labels
+    return _stamp(shape, np.rint(np.asarray(y)), np.rint(np.asarray(x)), disk_offsets(radius))
 
 
 def labelled_pixel_count(shape, x, y, radius):
-    """Number of True pixels of label_map(shape, x, y, radius), without building the map."""
-    if len(x) == 0:
-        return 0
-    dy, dx = disk_offsets(radius)
-    cy = np.rint(np.asarray(y)).astype(np.int64)[:, None] + dy[None]
-    cx = np.rint(np.asarray(x)).astype(np.int64)[:, None] + dx[None]
-    ok = (cy >= 0) & (cy < shape[0]) & (cx >= 0) & (cx < shape[1])
-    return int(np.unique(cy[ok] * int(shape[1]) + cx[ok]).size)
+    """Number of True pixels of label_map(shape, x, y, radius) (one micrograph's map at a time)."""
+    return int(label_map(shape, x, y, radius).sum())
 
 
 def split_micrographs(names, n_labels, val_fraction=None, k_fold=None, fold=0, seed=0):
@@ -139,15 +129,7 @@ class TileSampler:
         b = np.searchsorted(ry, y_hi + r, side="right")
         cy, cx = ry[a:b], rx[a:b]
         near = (cx >= x_lo - r) & (cx <= x_hi + r)
-        h, w = y_hi - y_lo + 1, x_hi - x_lo + 1
-        out = np.zeros((h, w), dtype=bool)
-        if near.any():
-            dy, dx = self._disk
-            py = cy[near][:, None] - y_lo + dy[None]
-            px = cx[near][:, None] - x_lo + dx[None]
-            ok = (py >= 0) & (py < h) & (px >= 0) & (px < w)
-            out[py[ok], px[ok]] = True
-        return out
+        return _stamp((y_hi - y_lo + 1, x_hi - x_lo + 1), cy[near] - y_lo, cx[near] - x_lo, self._disk)
 
     def _cut(self, idx, y0, x0):
         im = self.images[idx]
