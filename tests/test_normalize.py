@@ -204,3 +204,23 @@ def test_preprocess_images_streaming_methods(method):
 def test_preprocess_images_bad_scale():
     with pytest.raises(TopazPuError, match="scale"):
         list(preprocess_images(bundled_micrographs()[:1], 0.5, progress=False))
+
+
+@pytest.mark.parametrize("method", ["gmm", "affine"])
+def test_preprocess_images_skips_unreadable_micrographs(tmp_path, method):
+    """With a `skipped` list, a truncated micrograph is named there and left out; the others come
+    out exactly as if they had been given alone. Without it, the same file raises."""
+    good = bundled_micrographs()[:2]
+    bad = tmp_path / "truncated.mrc"
+    bad.write_bytes(open(good[0], "rb").read()[:2000])
+    skipped = []
+    got = list(preprocess_images([good[0], str(bad), good[1]], 2, method=method, progress=False,
+                                 skipped=skipped))
+    alone = list(preprocess_images(good, 2, method=method, progress=False))
+    assert [p for p, _ in skipped] == [str(bad)] and "truncated.mrc" in skipped[0][1]
+    assert len(got) == 2
+    for (a, pa), (b, pb) in zip(got, alone):
+        np.testing.assert_array_equal(a, b)
+        assert pa == pb
+    with pytest.raises(TopazPuError, match="truncated.mrc"):
+        list(preprocess_images([good[0], str(bad)], 2, method=method, progress=False))

@@ -55,8 +55,8 @@ def test_tile_sampler_labels_follow_augmentation():
     img = np.zeros((H, W), np.float32)
     cx, cy = np.array([60.0]), np.array([40.0])
     img[36:45, 56:65] = 1.0  # a bright square particle at (60, 40)
-    lab = sampling.label_map((H, W), cx, cy, 3)  # radius >= stride / sqrt(2): always on the grid
-    s = sampling.TileSampler([img], [lab], [np.stack([cx, cy], 1)], tile_size=48, grid=(4, 7))
+    # label radius 3 >= stride / sqrt(2): the particle always covers an output position
+    s = sampling.TileSampler([img], 3, [np.stack([cx, cy], 1)], tile_size=48, grid=(4, 7))
     for _ in range(20):
         xs, ys = s.sample(2, rng)
         t = xs[0]

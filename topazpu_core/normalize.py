@@ -374,7 +374,7 @@ def _describe(path, scale, image):
 
 
 def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
-                      bins=DEFAULT_BINS, progress=True, cache_bytes=2 ** 31, workers=-1):
+                      bins=DEFAULT_BINS, progress=True, cache_bytes=2 ** 29, workers=-1, skipped=None):
     """Read, Fourier-downsample by `scale` and normalise micrographs; yield (array, params).
 
     Arrays are float32 of shape (floor(H / scale), floor(W / scale)). params is the
@@ -386,6 +386,10 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     memory; the rest are read again in the second pass), then the fit, then the second pass
     yields. The other methods stream in one pass. The random sample is drawn from
     np.random.default_rng(seed), image by image in the given order.
+
+    skipped: None (an unreadable micrograph raises TopazPuError), or a list that receives
+    (path, reason) for every micrograph that cannot be read; those are logged and left out, and
+    the rest are processed as if they had been given alone. Each file is read once per pass.
     """
     _check_method(method)
     scale = float(scale)
@@ -393,29 +397,48 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
         raise TopazPuError("downsampling scale must be >= 1, got %g" % scale)
     paths = [os.fspath(p) for p in paths]
     disable = None if progress else True
+
+    def load_or_skip(path):
+        if skipped is None:
+            return _load(path, scale, workers)
+        try:
+            return _load(path, scale, workers)
+        except TopazPuError as e:
+            logger.warning("skipping %s", e)
+            skipped.append((path, str(e)))
+            return None
+
     if method != "gmm":
         rng = np.random.default_rng(seed)
         for path in tqdm(paths, desc="preprocess", unit="image", disable=disable):
-            image = _load(path, scale, workers)
+            image = load_or_skip(path)
+            if image is None:
+                continue
             samples = None if method == "affine" else [sample_pixels(image, sample, rng)]
             params = fit_params([image], method=method, bins=bins, samples=samples)[0]
             params.update(_describe(path, scale, image))
             yield apply_params(image, params), params
         return
     rng = np.random.default_rng(seed)
-    cache, samples, used = {}, [], 0
-    for k, path in enumerate(tqdm(paths, desc="sample", unit="image", disable=disable)):
-        image = _load(path, scale, workers)
+    readable, cache, samples, used = [], {}, [], 0
+    for path in tqdm(paths, desc="sample", unit="image", disable=disable):
+        image = load_or_skip(path)
+        if image is None:
+            continue
+        k = len(readable)
+        readable.append(path)
         samples.append(sample_pixels(image, sample, rng))
         if used + image.nbytes <= cache_bytes:
             cache[k] = image
             used += image.nbytes
+    if not readable:
+        return
     fit = fit_dataset_gmm(samples, fit_scale=True, bins=bins)
     logger.info("data-set mixture: weights %s, mu %s, sigma %s, %d iterations",
                 np.round(fit["weights"], 4).tolist(), np.round(fit["mu"], 4).tolist(),
                 np.round(fit["sigma"], 4).tolist(), fit["n_iter"])
     del samples
-    for k, path in enumerate(tqdm(paths, desc="normalise", unit="image", disable=disable)):
+    for k, path in enumerate(tqdm(readable, desc="normalise", unit="image", disable=disable)):
         image = cache.pop(k, None)
         if image is None:
             image = _load(path, scale, workers)

@@ -52,21 +52,11 @@ def pick_images(model, named_images, options: PickOptions, progress=False):
     return Coordinates.concat(parts) if parts else Coordinates.empty()
 
 
-def readable_images(paths):
-    """Split paths into (readable, [(path, reason)]): a corrupt micrograph is reported and skipped."""
-    from topazpu_core.images import read_image
-
-    good, bad = [], []
-    for p in paths:
-        try:
-            read_image(p)
-            good.append(p)
-        except TopazPuError as e:
-            logger.warning("skipping %s", e)
-            bad.append((p, str(e)))
-    if not good:
-        raise TopazPuError("no readable micrograph among %d given (first: %s)" % (len(paths), bad[0][1] if bad else "-"))
-    return good, bad
+def require_some_picked(paths, picked, skipped):
+    """Refuse a run in which no micrograph could be read (each one is named in `skipped`)."""
+    if paths and not picked:
+        raise TopazPuError("no readable micrograph among %d given (first: %s)"
+                           % (len(paths), skipped[0][1] if skipped else "-"))
 
 
 def pick_raw_files(model, metadata, paths, options: PickOptions, seed=0, progress=False):
@@ -79,16 +69,16 @@ def pick_raw_files(model, metadata, paths, options: PickOptions, seed=0, progres
     from topazpu_core.normalize import preprocess_images
 
     scale = float(metadata.get("scale", 1.0))
-    paths, skipped = readable_images(paths)
-    shapes = {}
+    skipped, shapes = [], {}
 
     def images():
         for image, params in preprocess_images(paths, scale, method=metadata.get("normalization", "gmm"),
-                                               seed=seed, progress=False):
+                                               seed=seed, progress=False, skipped=skipped):
             shapes[params["image_name"]] = tuple(image_shape(params["source"]))
             yield params["image_name"], image
 
     coords = pick_images(model, images(), options.scaled(scale), progress=progress)
+    require_some_picked(paths, shapes, skipped)
     return coords.scaled(scale), shapes, skipped
 
 

@@ -93,14 +93,13 @@ class TileSampler:
     """Draws augmented training tiles and their output-grid labels.
 
     images: list of 2-D float32 arrays (or memory maps); centres: list of (N, 2) arrays (x, y)
-    of labelled particles per image. labels: the label radius (px): each tile's labels are
-    computed from the centres near it, exactly as `label_map` would mark them, so no full-size
-    label map is kept; or a list of boolean maps of the images' shapes.
+    of labelled particles per image. label_radius (px): each tile's labels are computed from the
+    centres near it, exactly as `label_map` would mark them, so no full-size label map is kept.
     `grid` = (stride, offset): output j of a tile is centred on tile pixel offset + stride * j.
     """
 
-    def __init__(self, images, labels, centres, tile_size, grid):
-        self.images, self.labels, self.centres = images, labels, centres
+    def __init__(self, images, label_radius, centres, tile_size, grid):
+        self.images, self.centres = images, centres
         self.tile = int(tile_size)
         self.stride, self.offset = grid
         areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
@@ -109,17 +108,15 @@ class TileSampler:
         if counts.sum() == 0:
             raise TopazPuError("no labelled particle falls inside any training micrograph")
         self.label_weights = counts / counts.sum()
-        self._disk = None
-        if np.isscalar(labels):
-            self._disk = disk_offsets(float(labels))
-            self._reach = int(np.floor(float(labels)))
-            self._rounded = []  # per image: rounded (rows, columns) of the centres, sorted by row
-            for c in centres:
-                c = np.asarray(c, dtype=np.float64).reshape(-1, 2)
-                ry = np.rint(c[:, 1]).astype(np.int64)
-                rx = np.rint(c[:, 0]).astype(np.int64)
-                order = np.argsort(ry, kind="stable")
-                self._rounded.append((ry[order], rx[order]))
+        self._disk = disk_offsets(float(label_radius))
+        self._reach = int(np.floor(float(label_radius)))
+        self._rounded = []  # per image: rounded (rows, columns) of the centres, sorted by row
+        for c in centres:
+            c = np.asarray(c, dtype=np.float64).reshape(-1, 2)
+            ry = np.rint(c[:, 1]).astype(np.int64)
+            rx = np.rint(c[:, 0]).astype(np.int64)
+            order = np.argsort(ry, kind="stable")
+            self._rounded.append((ry[order], rx[order]))
 
     def _region_labels(self, idx, y_lo, y_hi, x_lo, x_hi):
         """label_map of image `idx` restricted to rows y_lo..y_hi, columns x_lo..x_hi (inclusive)."""
@@ -131,24 +128,17 @@ class TileSampler:
         near = (cx >= x_lo - r) & (cx <= x_hi + r)
         return _stamp((y_hi - y_lo + 1, x_hi - x_lo + 1), cy[near] - y_lo, cx[near] - x_lo, self._disk)
 
-    def _cut(self, idx, y0, x0):
+    def cut(self, idx, y0, x0):
+        """Tile of image `idx` with top-left corner (y0, x0) and its labels; rows and columns
+        outside the image repeat the nearest edge pixel (and its label)."""
         im = self.images[idx]
         t = self.tile
         H, W = im.shape
-        ys = np.clip(np.arange(y0, y0 + t), 0, H - 1) if (y0 < 0 or y0 + t > H) else slice(y0, y0 + t)
-        xs = np.clip(np.arange(x0, x0 + t), 0, W - 1) if (x0 < 0 or x0 + t > W) else slice(x0, x0 + t)
-        inside = isinstance(ys, slice) and isinstance(xs, slice)
-        if not inside:
-            yi = np.arange(H)[ys] if isinstance(ys, slice) else ys
-            xi = np.arange(W)[xs] if isinstance(xs, slice) else xs
-        if self._disk is None:  # full label maps given
-            lab = self.labels[idx]
-            if inside:
-                return np.asarray(im[ys, xs], dtype=np.float32), np.asarray(lab[ys, xs])
-            return np.asarray(im[np.ix_(yi, xi)], dtype=np.float32), np.asarray(lab[np.ix_(yi, xi)])
-        if inside:
-            return (np.asarray(im[ys, xs], dtype=np.float32),
+        if 0 <= y0 and y0 + t <= H and 0 <= x0 and x0 + t <= W:
+            return (np.asarray(im[y0:y0 + t, x0:x0 + t], dtype=np.float32),
                     self._region_labels(idx, y0, y0 + t - 1, x0, x0 + t - 1))
+        yi = np.clip(np.arange(y0, y0 + t), 0, H - 1)
+        xi = np.clip(np.arange(x0, x0 + t), 0, W - 1)
         y_lo, y_hi, x_lo, x_hi = int(yi[0]), int(yi[-1]), int(xi[0]), int(xi[-1])  # indices ascend
         lab = self._region_labels(idx, y_lo, y_hi, x_lo, x_hi)
         return np.asarray(im[np.ix_(yi, xi)], dtype=np.float32), lab[np.ix_(yi - y_lo, xi - x_lo)]
@@ -172,7 +162,7 @@ class TileSampler:
                 H, W = self.images[idx].shape
                 y0 = int(rng.integers(0, max(1, H - t + 1)))
                 x0 = int(rng.integers(0, max(1, W - t + 1)))
-            img, lab = self._cut(idx, y0, x0)
+            img, lab = self.cut(idx, y0, x0)
             k = int(rng.integers(4))
             img, lab = np.rot90(img, k), np.rot90(lab, k)
             if rng.integers(2):

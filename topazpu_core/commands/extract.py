@@ -21,21 +21,27 @@ def add_args(p):
 def main(args):
     from topazpu_core.checkpoint import load_model, torch_device
     from topazpu_core.images import image_name, list_images, read_image
-    from topazpu_core.picking import options_from_args, pick_images, readable_images, set_threads
+    from topazpu_core.errors import TopazPuError
+    from topazpu_core.picking import options_from_args, pick_images, require_some_picked, set_threads
 
     set_threads(args.threads)
     model, meta = load_model(args.model, device=torch_device(args.device))
     options = options_from_args(args, meta)
-    paths, skipped = readable_images(list_images(args.micrographs))
-    shapes = {}
+    paths = list_images(args.micrographs)
+    skipped, shapes = [], {}
 
     def images():
         for p in paths:
-            im = read_image(p)
+            try:
+                im = read_image(p)
+            except TopazPuError as e:  # a corrupt micrograph is reported and skipped
+                skipped.append((p, str(e)))
+                continue
             shapes[image_name(p)] = im.shape
             yield image_name(p), im
 
     coords = pick_images(model, images(), options, progress=not args.no_progress)
+    require_some_picked(paths, shapes, skipped)
     factor = args.up_scale / args.down_scale
     shapes = {n: tuple(int(np.floor(d * factor)) for d in s) for n, s in shapes.items()}
     write_picks(coords.scaled(factor), args, shapes, skipped)
