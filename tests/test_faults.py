@@ -121,26 +121,50 @@ def test_training_killed_mid_epoch_resumes_to_the_same_model(data, tmp_path):
 # (ii) picking killed midway, then run again
 # ----------------------------------------------------------------------------------------------
 
-def test_picking_killed_midway_leaves_no_partial_output(data, tmp_path):
+@pytest.mark.parametrize("command", ["pick", "extract"])
+def test_picking_killed_midway_resumes_the_rest(data, tmp_path, command):
+    """SIGKILL after 2 to 10 of 12 micrographs: no output file yet, the finished micrographs are
+    kept in picks.star.parts/; the same command again picks only the rest (it says how many it
+    resumed) and writes exactly what an uninterrupted run writes, each micrograph once."""
     mics = tmp_path / "mics"
     mics.mkdir()
-    for i in range(3):  # 12 micrographs: the bundled four under three names each
-        for m in data["mics"]:
+    source = data["mics"] if command == "pick" else sorted(str(p) for p in (data["dir"] / "pre").glob("*.mrc"))
+    for i in range(3):  # 12 micrographs: the four under three names each
+        for m in source:
             shutil.copy(m, mics / ("copy%d_%s" % (i, os.path.basename(m))))
     out = tmp_path / "picks.star"
-    args = ["pick", "-m", data["model"], "--threads", "1", "-o", out, mics]
+    args = [command, "-m", data["model"], "--threads", "1", "-o", out, mics]
     reference = tmp_path / "reference.star"
-    engine("pick", "-m", data["model"], "--threads", "1", "--no-progress", "-o", reference, mics)
+    engine(command, "-m", data["model"], "--threads", "1", "--no-progress", "-o", reference, mics)
+    assert not (tmp_path / "reference.star.parts").exists()  # a finished run leaves no parts
 
-    kill_when(args, r"picking: ([2-9]|10)mic", tmp_path / "killed.log")  # after 2 to 10 of 12
-    assert not out.exists()  # nothing, not a part: the output is written atomically at the end
-    assert not [f for f in os.listdir(tmp_path) if f.startswith("picks") and f != "picks.star"]
+    text = kill_when(args, r"picking: .*\b([2-9]|10)/12\b", tmp_path / "killed.log")
+    done = int(re.findall(r"\b(\d+)/12\b", text)[-1])
+    assert not out.exists()  # nothing under the output name: it is written atomically at the end
+    parts = sorted(p.name for p in (tmp_path / "picks.star.parts").glob("mic-*.npz"))
+    assert done <= len(parts) < 12
 
-    engine(*args, "--no-progress")
+    p = engine(*args, "--no-progress")
+    assert re.search(r"resuming: %d of 12 micrographs already picked" % len(parts), p.stderr), p.stderr[-2000:]
     assert out.read_text() == reference.read_text()
+    assert not (tmp_path / "picks.star.parts").exists()
     picks = read_coordinates(str(out))
     assert sorted(picks.image_names()) == sorted(image_name(f) for f in os.listdir(mics))
     assert len(picks) == len(read_coordinates(str(reference)))  # none lost, none twice
+
+
+def test_parts_of_a_different_run_are_discarded(data, tmp_path):
+    """Parts left by a run with other options are not mixed into a new run's output."""
+    out = tmp_path / "picks.txt"
+    stale = tmp_path / "picks.txt.parts"
+    stale.mkdir()
+    (stale / "run.json").write_text(json.dumps({"command": "pick", "options": {"radius": 1}}))
+    (stale / "mic-0000000000000000.npz").write_bytes(b"not ours")
+    p = engine("pick", "-m", data["model"], "--threads", "1", "--no-progress", "-o", out, *data["mics"])
+    assert "different run" in p.stderr and "resuming" not in p.stderr
+    reference = tmp_path / "reference.txt"
+    engine("pick", "-m", data["model"], "--threads", "1", "--no-progress", "-o", reference, *data["mics"])
+    assert out.read_text() == reference.read_text() and not stale.exists()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -224,3 +224,23 @@ def test_preprocess_images_skips_unreadable_micrographs(tmp_path, method):
         assert pa == pb
     with pytest.raises(TopazPuError, match="truncated.mrc"):
         list(preprocess_images([good[0], str(bad)], 2, method=method, progress=False))
+
+
+def test_saved_dataset_fit_normalises_a_subset_exactly_as_the_full_run(tmp_path):
+    """A resumed run normalises its remaining micrographs from the saved data-set fit (JSON),
+    bit for bit as the uninterrupted run did; a file outside the fit is refused by name."""
+    import json
+
+    from topazpu_core.normalize import DatasetFit, fit_dataset
+
+    paths = bundled_micrographs()
+    full = {p["image_name"]: a for a, p in preprocess_images(paths, 2, progress=False)}
+    saved = json.loads(json.dumps(fit_dataset(paths, 2, progress=False).to_json()))
+    rest = list(preprocess_images(paths[2:], 2, progress=False, dataset_fit=DatasetFit.from_json(saved)))
+    assert len(rest) == 2
+    for a, p in rest:
+        np.testing.assert_array_equal(a, full[p["image_name"]])
+    stranger = tmp_path / "other.mrc"
+    stranger.write_bytes(open(paths[0], "rb").read())
+    with pytest.raises(TopazPuError, match="other.mrc"):
+        list(preprocess_images([str(stranger)], 2, progress=False, dataset_fit=DatasetFit.from_json(saved)))

@@ -6,6 +6,7 @@ Scores are logits: log(p / (1 - p)), 0 is p = 0.5. All lengths are in px of the 
 """
 import dataclasses
 import logging
+import os
 from typing import Optional
 
 import numpy as np
@@ -59,27 +60,97 @@ def require_some_picked(paths, picked, skipped):
                            % (len(paths), skipped[0][1] if skipped else "-"))
 
 
-def pick_raw_files(model, metadata, paths, options: PickOptions, seed=0, progress=False):
+def _pick_files(model, paths, todo_images, options, factor, journal, progress):
+    """Common driver of pick_raw_files and pick_preprocessed_files.
+
+    todo_images(todo) yields (path, image_name, image, output shape) for the files still to
+    pick; picks are multiplied by `factor`. Files already in the journal are not picked again.
+    -> (Coordinates in the order of `paths`, {image_name: output shape}).
+    """
+    from tqdm import tqdm
+
+    results, todo = {}, []
+    for p in paths:
+        done = journal.load(p) if journal is not None else None
+        if done is None:
+            todo.append(p)
+        else:
+            results[p] = done
+    if journal is not None and journal.n_resumed:
+        logger.info("resuming: %d of %d micrographs already picked in %s", journal.n_resumed, len(paths),
+                    journal.folder)
+    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="picking", unit="mic", disable=not progress)
+    if todo:
+        for path, name, image, shape in todo_images(todo):
+            x, y, s = pick_image(model, image, options)
+            x, y = x * factor, y * factor
+            if journal is not None:
+                journal.save(path, name, x, y, s, shape)
+            results[path] = (name, Coordinates.from_arrays(np.full(len(x), name, dtype=object), x, y, s),
+                             tuple(shape))
+            bar.update(1)
+    bar.close()
+    ordered = [results[p] for p in paths if p in results]
+    coords = Coordinates.concat([c for _, c, _ in ordered]) if ordered else Coordinates.empty()
+    return coords, {name: shape for name, _, shape in ordered}
+
+
+def pick_raw_files(model, metadata, paths, options: PickOptions, seed=0, progress=False, journal=None):
     """Preprocess raw micrographs as the model was trained, pick, return picks in the raw frame.
 
     options are in raw-micrograph px. Unreadable micrographs are skipped and reported.
+    journal: a PickJournal (resumable run) or None.
     -> (Coordinates, {image_name: raw shape}, [(skipped path, reason)]).
     """
     from topazpu_core.images import image_shape
-    from topazpu_core.normalize import preprocess_images
+    from topazpu_core.normalize import fit_dataset, preprocess_images
 
     scale = float(metadata.get("scale", 1.0))
-    skipped, shapes = [], {}
+    method = metadata.get("normalization", "gmm")
+    paths = [os.fspath(p) for p in paths]
+    skipped = []
 
-    def images():
-        for image, params in preprocess_images(paths, scale, method=metadata.get("normalization", "gmm"),
-                                               seed=seed, progress=False, skipped=skipped):
-            shapes[params["image_name"]] = tuple(image_shape(params["source"]))
-            yield params["image_name"], image
+    def todo_images(todo):
+        dataset_fit = None
+        if method == "gmm":  # the data-set fit covers every micrograph, picked before or not
+            dataset_fit = journal.load_fit() if journal is not None else None
+            if dataset_fit is None:
+                dataset_fit = fit_dataset(paths, scale, seed=seed, progress=False)
+                if dataset_fit is None:
+                    return
+                if journal is not None:
+                    journal.save_fit(dataset_fit)
+        given = {os.path.abspath(p): p for p in todo}
+        for image, params in preprocess_images(todo, scale, method=method, seed=seed, progress=False,
+                                               skipped=skipped, dataset_fit=dataset_fit):
+            yield given[params["source"]], params["image_name"], image, tuple(image_shape(params["source"]))
 
-    coords = pick_images(model, images(), options.scaled(scale), progress=progress)
+    coords, shapes = _pick_files(model, paths, todo_images, options.scaled(scale), scale, journal, progress)
     require_some_picked(paths, shapes, skipped)
-    return coords.scaled(scale), shapes, skipped
+    return coords, shapes, skipped
+
+
+def pick_preprocessed_files(model, paths, options: PickOptions, factor=1.0, progress=False, journal=None):
+    """Pick already preprocessed micrographs; picks (and shapes) multiplied by `factor`.
+    -> (Coordinates, {image_name: shape x factor}, [(skipped path, reason)])."""
+    from topazpu_core.images import image_name, read_image
+
+    paths = [os.fspath(p) for p in paths]
+    skipped = []
+
+    def todo_images(todo):
+        for p in todo:
+            try:
+                image = read_image(p)
+            except TopazPuError as e:  # a corrupt micrograph is reported and skipped
+                logger.warning("skipping %s", e)
+                skipped.append((p, str(e)))
+                continue
+            yield p, image_name(p), image, tuple(int(np.floor(d * factor)) for d in image.shape)
+
+    coords, shapes = _pick_files(model, paths, todo_images, options, factor, journal, progress)
+    require_some_picked(paths, shapes, skipped)
+    return coords, shapes, skipped
 
 
 def set_threads(threads):
@@ -132,10 +203,26 @@ def options_from_args(args, metadata, scale=1.0):
         dense=args.dense, symmetrise=args.symmetrise)
 
 
-def write_picks(coords, args, shapes, skipped=()):
+def open_journal(args, command, options, extra=None):
+    """The PickJournal of this command line's run (resumes an interrupted identical run)."""
+    import dataclasses as dc
+
+    from topazpu_core import __version__
+    from topazpu_core.images import list_images
+    from topazpu_core.pick_journal import PickJournal, file_sha256
+
+    key = {"command": command, "version": __version__, "model_sha256": file_sha256(args.model),
+           "options": dc.asdict(options), "micrographs": [os.path.abspath(p) for p in list_images(args.micrographs)]}
+    key.update(extra or {})
+    return PickJournal(args.output, key)
+
+
+def write_picks(coords, args, shapes, skipped=(), journal=None):
     from topazpu_core.coordinates import write_coordinates
 
     write_coordinates(coords, args.output, fmt=args.format, box_size=args.boxsize, image_shapes=shapes)
+    if journal is not None:
+        journal.finish()
     n_mics = len(shapes)
     print("%d particles on %d micrographs (%.1f per micrograph) -> %s"
           % (len(coords), n_mics, len(coords) / max(n_mics, 1), args.output))

@@ -4,11 +4,13 @@ Coordinates come out in the preprocessed frame, times -x/--up-scale and divided 
 -s/--down-scale. Use `topazpu pick` to start from raw micrographs. Unreadable micrographs are
 reported and skipped.
 
+An interrupted run resumes: each finished micrograph is kept in OUTPUT.parts/ until the output
+is written, and the same command run again picks only the micrographs still missing (a
+different model, options or micrograph list starts afresh).
+
 example:
   topazpu extract -m model.pt -t auto -o picks.txt pre/*.mrc
 """
-import numpy as np
-
 from topazpu_core.picking import add_pick_args, write_picks
 
 
@@ -20,28 +22,14 @@ def add_args(p):
 
 def main(args):
     from topazpu_core.checkpoint import load_model, torch_device
-    from topazpu_core.images import image_name, list_images, read_image
-    from topazpu_core.errors import TopazPuError
-    from topazpu_core.picking import options_from_args, pick_images, require_some_picked, set_threads
+    from topazpu_core.images import list_images
+    from topazpu_core.picking import open_journal, options_from_args, pick_preprocessed_files, set_threads
 
     set_threads(args.threads)
     model, meta = load_model(args.model, device=torch_device(args.device))
     options = options_from_args(args, meta)
-    paths = list_images(args.micrographs)
-    skipped, shapes = [], {}
-
-    def images():
-        for p in paths:
-            try:
-                im = read_image(p)
-            except TopazPuError as e:  # a corrupt micrograph is reported and skipped
-                skipped.append((p, str(e)))
-                continue
-            shapes[image_name(p)] = im.shape
-            yield image_name(p), im
-
-    coords = pick_images(model, images(), options, progress=not args.no_progress)
-    require_some_picked(paths, shapes, skipped)
     factor = args.up_scale / args.down_scale
-    shapes = {n: tuple(int(np.floor(d * factor)) for d in s) for n, s in shapes.items()}
-    write_picks(coords.scaled(factor), args, shapes, skipped)
+    journal = open_journal(args, "extract", options, {"factor": factor})
+    coords, shapes, skipped = pick_preprocessed_files(model, list_images(args.micrographs), options, factor=factor,
+                                                      progress=not args.no_progress, journal=journal)
+    write_picks(coords, args, shapes, skipped, journal)

@@ -5,6 +5,10 @@ recorded method (the data-set mixture is fitted on the micrographs given), score
 picks are written in the original micrographs' pixel frame. Unreadable micrographs are
 reported and skipped.
 
+An interrupted run resumes: each finished micrograph is kept in OUTPUT.parts/ until the output
+is written, and the same command run again picks only the micrographs still missing (a
+different model, options or micrograph list starts afresh).
+
 example:
   topazpu pick -m model.pt -o picks.star raw/*.mrc
 """
@@ -19,11 +23,12 @@ def add_args(p):
 def main(args):
     from topazpu_core.checkpoint import load_model, torch_device
     from topazpu_core.images import list_images
-    from topazpu_core.picking import options_from_args, pick_raw_files, set_threads
+    from topazpu_core.picking import open_journal, options_from_args, pick_raw_files, set_threads
 
     set_threads(args.threads)
     model, meta = load_model(args.model, device=torch_device(args.device))
     options = options_from_args(args, meta, scale=float(meta.get("scale", 1.0)))
+    journal = open_journal(args, "pick", options, {"seed": args.seed})
     coords, shapes, skipped = pick_raw_files(model, meta, list_images(args.micrographs), options, seed=args.seed,
-                                             progress=not args.no_progress)
-    write_picks(coords, args, shapes, skipped)
+                                             progress=not args.no_progress, journal=journal)
+    write_picks(coords, args, shapes, skipped, journal)
