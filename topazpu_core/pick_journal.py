@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import zipfile
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class PickJournal:
                 name = str(z["name"])
                 coords = Coordinates.from_arrays(np.full(len(z["x"]), name, dtype=object), z["x"], z["y"], z["score"])
                 shape = tuple(int(v) for v in z["shape"])
-        except (OSError, ValueError, KeyError) as e:  # a damaged part: pick that micrograph again
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # a damaged part: pick that micrograph again
             logger.warning("%s: unreadable (%s); picking it again", part, e)
             return None
         self.n_resumed += 1
