@@ -21,7 +21,7 @@ from topazpu_core.metrics import evaluate
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
 RADIUS = datasets.BUNDLED_PARTICLE_DIAMETER / 2  # px of the bundled micrographs
-TRAIN_ARGS = ["-n", "200", "--particle-radius", str(RADIUS / SCALE), "--epochs", "4", "--epoch-size", "25",
+TRAIN_ARGS = ["-n", "200", "--particle-radius", str(RADIUS / SCALE), "--epochs", "8", "--epoch-size", "50",
               "--seed", "3", "--threads", "2", "--no-progress"]
 
 

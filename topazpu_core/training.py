@@ -174,8 +174,6 @@ class Trainer:
         self.pi, self.labelled_fraction = pi, labelled_fraction
         self.pi_u = unlabelled_positive_fraction(pi, labelled_fraction) if config.method.startswith("GE") else None
         self.n_labels = n_labels
-        with torch.no_grad():  # start at the prior: mean p(U) = pi, so the GE terms start small
-            self.model.head.bias.fill_(math.log(pi / (1 - pi)))
         logger.info("pi = %.5f (%s), labelled fraction = %.5f (%d labels, %d px each), GE target among unlabelled = %s, "
                     "expected particles per micrograph = %.1f", pi, "given" if config.pi else "from -n",
                     labelled_fraction, n_labels, disk_pixels(config.label_radius),
@@ -185,10 +183,28 @@ class Trainer:
         centres = [np.stack([m.x, m.y], axis=1) for m in train]
         self.sampler = TileSampler([m.image for m in train], config.label_radius, centres, tile,
                                    (self.model.stride, (rf - 1) // 2))
+        self._start_at_prior()
         self.history = []
         self.start_epoch = 0
         self.best = {"epoch": -1, "val_ap": -1.0}
         self.best_state = None
+
+    @torch.no_grad()
+    def _start_at_prior(self):
+        """Zero head, bias logit(pi): every logit starts at the prior, so the GE terms start at their minimum.
+
+        With the random head of PyTorch's default initialisation, the spread of the initial logits
+        makes the mean sigmoid overshoot pi and the GE term's first large gradients set some seeds
+        back for many epochs. Measured on apoferritin (split 1, 200 labels, 20 x 100 updates, seeds
+        0/1/2): random head 0.666/0.656/0.576 validation AP (best epochs 14-19); random head with
+        its bias fitted so that a batch's mean p is exactly the prior 0.667/0.662/0.679 (best
+        epochs 16-18); zero head 0.685/0.681/0.674 (best epochs 5-10, so early stopping ends
+        training in about half the time). The zero head learns more slowly in the first hundred
+        updates (the features get no gradient until the head has grown), which only matters for
+        toy runs.
+        """
+        self.model.head.weight.zero_()
+        self.model.head.bias.fill_(math.log(self.pi / (1 - self.pi)))
 
     def step(self, rng):
         c = self.config
