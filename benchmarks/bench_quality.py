@@ -208,9 +208,22 @@ def run_topaz(split, files, work, opts):
     res = {"tool": "topaz", "dataset": d.name}
     pre = os.path.join(w, "pre")
     os.makedirs(pre)
+    inputs = split.train_paths + split.val_paths
+    if any(not p.lower().endswith(".mrc") for p in inputs):
+        # topaz 0.3.20 cannot read JPEG or PNG micrographs (stats.py: 'JpegImageFile' object has no
+        # attribute 'astype'): give it float32 MRC copies, read by our reader
+        from topazpu_core.images import read_image, write_mrc
+        raw = os.path.join(w, "raw_mrc")
+        os.makedirs(raw)
+        converted = []
+        for p in inputs:
+            converted.append(os.path.join(raw, image_name(p) + ".mrc"))
+            write_mrc(converted[-1], read_image(p).astype(np.float32))
+        inputs = converted
+        res["inputs_converted_to_mrc"] = True
     # -j 1: Topaz's GMM fit is many small torch reductions, much faster on one thread
     res["preprocess_seconds"] = run([TOPAZ, "preprocess", "-s", d.scale, "-d", "-1", "-j", "1", "-o", pre]
-                                    + split.train_paths + split.val_paths, os.path.join(logs, "preprocess.log"))
+                                    + inputs, os.path.join(logs, "preprocess.log"))
     pre_path = lambda p: os.path.join(pre, image_name(p) + ".mrc")  # noqa: E731
     train_list = write_image_list([pre_path(p) for p in split.train_paths], os.path.join(w, "train_images.txt"))
     targets = os.path.join(w, "train_targets.txt")  # Topaz wants .txt and rounds to int anyway
