@@ -268,14 +268,19 @@ def throughput_section(work, big, model4, threads):
     from topazpu_core.models import score_map
     from topazpu_core.nms import non_maximum_suppression
     from topazpu_core.normalize import DEFAULT_SAMPLE, apply_params, fit_params, sample_pixels
+    from topazpu_core.picking import PickOptions
 
     n = len(big)
     print("\n== 2. throughput of preprocess + pick on %d micrographs (%s), %d threads"
           % (n, ", ".join(sorted({"%dx%d" % read_shape(p)[::-1] for p in big})), threads))
-    r = measure(["pick", "-m", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "tp_picks.txt")]
-                + big, log=os.path.join(work, "tp_pick.log"))
-    print("  topazpu pick (one process, start-up included): %.1f s = %.2f micrographs per minute; %s"
-          % (r["wall_s"], 60 * n / r["wall_s"], fmt_mem(r)))
+    runs = {}
+    for orientations in (PickOptions.orientations, 1):
+        r = measure(["pick", "-m", model4, "--threads", threads, "--no-progress", "--orientations", orientations,
+                     "-o", os.path.join(work, "tp_picks%d.txt" % orientations)] + big,
+                    log=os.path.join(work, "tp_pick%d.log" % orientations))
+        runs[orientations] = r
+        print("  topazpu pick --orientations %d (one process, start-up included): %.1f s = %.2f micrographs per "
+              "minute; %s" % (orientations, r["wall_s"], 60 * n / r["wall_s"], fmt_mem(r)), flush=True)
 
     torch.set_num_threads(threads)
     model, meta = load_model(model4)
@@ -303,7 +308,7 @@ def throughput_section(work, big, model4, threads):
     n_picks = 0
     for image in images:
         t = time.perf_counter()
-        scores = score_map(model, image)
+        scores = score_map(model, image, orientations=PickOptions.orientations)
         times["score"] += time.perf_counter() - t
         t = time.perf_counter()
         ys, _, _ = non_maximum_suppression(scores, radius, threshold=float(meta.get("threshold", 0.0)),
@@ -311,13 +316,13 @@ def throughput_section(work, big, model4, threads):
         times["NMS"] += time.perf_counter() - t
         n_picks += len(ys)
     total = sum(times.values())
-    print("  stages in-process (scale %g, %d picks): %.1f s = %.2f micrographs per minute, %.2f s per micrograph"
-          % (scale, n_picks, total, 60 * n / total, total / n))
+    print("  stages in-process (scale %g, %d orientations, %d picks): %.1f s = %.2f micrographs per minute, "
+          "%.2f s per micrograph" % (scale, PickOptions.orientations, n_picks, total, 60 * n / total, total / n))
     for k, v in times.items():
         print("    %-11s %6.2f s per micrograph  %5.1f %%" % (k, v / n, 100 * v / total))
-    print("  (the command's extra time over the stages: process start-up, the readability check that reads "
-          "every micrograph once more, writing picks)")
-    return {"pick": r, "stages_s_per_mic": {k: v / n for k, v in times.items()}, "n": n}
+    print("  (the command's extra time over the stages: process start-up, the data-set fit's first pass that "
+          "reads every micrograph once more, writing picks)")
+    return {"pick": runs[PickOptions.orientations], "pick_by_orientations": runs, "stages_s_per_mic": {k: v / n for k, v in times.items()}, "n": n}
 
 
 def read_shape(path):

@@ -57,12 +57,21 @@ def test_strided_scoring_equals_dense_on_its_grid_and_tiles_agree(arch):
     np.testing.assert_allclose(tiled, strided, atol=1e-5)
 
 
-def test_symmetrised_scoring_is_rotation_equivariant_and_tiles_exactly():
+@pytest.mark.parametrize("orientations", [4, 8])
+def test_averaged_orientations_are_rotation_equivariant_and_tile_exactly(orientations):
     torch.manual_seed(2)
     m = Classifier("resnet8", units=8).eval()
     img = np.random.default_rng(3).standard_normal((97, 130)).astype(np.float32)
-    sym = score_map(m, img, symmetrise=True)
-    np.testing.assert_allclose(score_map(m, img, symmetrise=True, tile=32), sym, atol=1e-5)
-    rotated = score_map(m, np.ascontiguousarray(np.rot90(img)), symmetrise=True)
+    sym = score_map(m, img, orientations=orientations)
+    np.testing.assert_allclose(score_map(m, img, orientations=orientations, tile=32), sym, atol=1e-5)
+    rotated = score_map(m, np.ascontiguousarray(np.rot90(img)), orientations=orientations)
     np.testing.assert_allclose(rotated, np.rot90(sym), atol=1e-5)
+    if orientations == 8:
+        mirrored = score_map(m, np.ascontiguousarray(img[:, ::-1]), orientations=8)
+        np.testing.assert_allclose(mirrored, sym[:, ::-1], atol=1e-5)
+    else:
+        four = [np.rot90(score_map(m, np.ascontiguousarray(np.rot90(img, k))), -k) for k in range(4)]
+        np.testing.assert_allclose(sym, np.mean(four, axis=0), atol=1e-5)
+    with pytest.raises(ValueError, match="orientations"):
+        score_map(m, img, orientations=2)
     assert np.abs(sym - score_map(m, img)).max() > 1e-3  # it is a different (averaged) map

@@ -101,16 +101,19 @@ def micrographs_from(images, coords: Coordinates, source="targets"):
     return out
 
 
-def validate(model, micrographs, particle_radius, edge_margin=0, symmetrise=False):
-    """Particle-level validation: pick every micrograph, match to all its targets, AP."""
+def validate(model, micrographs, particle_radius, edge_margin=0):
+    """Particle-level validation: pick every micrograph as `pick` does by default (PickOptions'
+    defaults: strided scoring averaged over 4 rotations), match to all its targets, AP."""
     from topazpu_core.metrics import evaluate
     from topazpu_core.picking import PickOptions, pick_images
 
-    options = PickOptions(radius=particle_radius, edge_margin=edge_margin, symmetrise=symmetrise)
+    options = PickOptions(radius=particle_radius, edge_margin=edge_margin)
     picks = pick_images(model, [(m.name, m.image) for m in micrographs], options)
     targets = Coordinates.concat([Coordinates.from_arrays(np.full(len(m.x), m.name, dtype=object), m.x, m.y)
                                   for m in micrographs])
-    return evaluate(picks, targets, particle_radius, images=[m.name for m in micrographs])
+    result = evaluate(picks, targets, particle_radius, images=[m.name for m in micrographs])
+    result["orientations"] = options.orientations
+    return result
 
 
 def choose_threshold(curve, completeness=1.0):
@@ -326,6 +329,7 @@ def finish(trainer, model_path):
             if len(curve["threshold"]) else []
         meta.update(val_ap=result["ap"], val_best_f1=result["best_f1"],
                     val_threshold_at_best_f1=result["threshold_at_best_f1"], label_completeness=completeness,
+                    val_orientations=result["orientations"],
                     threshold=threshold, threshold_rule="max F1, precision corrected for label completeness %.2f"
                     % completeness,
                     val_curve={k: [float(curve[k][i]) for i in keep] for k in ("threshold", "precision", "recall")})

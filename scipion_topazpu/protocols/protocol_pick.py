@@ -14,6 +14,9 @@ from ..constants import THRESHOLD_MODEL, THRESHOLD_EXPLICIT, BOX_FACTOR
 from ..estimates import boxSizeFromDiameter
 from . import protocol_base as base
 
+ORIENTATIONS = (1, 4, 8)
+ORIENTATION_CHOICES = ['1', '4 rotations', '8 rotations and flips']
+
 
 class TopazPuProtPick(ProtParticlePickingAuto):
     """Pick particles with a trained topazpu model.
@@ -71,7 +74,14 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         form.addParam('edgeMargin', params.IntParam, default=0, validators=[params.GE(0)],
                       expertLevel=params.LEVEL_ADVANCED, label='Edge margin (px)',
                       help='Drop picks closer than this to the micrograph border, in px of the input '
-                           'micrographs; 0: keep all.')
+                           'micrographs; 0: the model\'s margin (half the particle radius: annotators '
+                           'skip particles cut by the border).')
+        form.addParam('orientations', params.EnumParam, default=1, choices=ORIENTATION_CHOICES,
+                      expertLevel=params.LEVEL_ADVANCED, label='Orientations averaged',
+                      help='Score every micrograph in several orientations and average the logits: '
+                           '4 rotations is what the training validated (0.01-0.03 higher average '
+                           'precision than 1 on apoferritin and beta-galactosidase); 1 scores 4x faster, '
+                           '8 adds the mirror images.')
         form.addParam('extraParams', params.StringParam, default='', expertLevel=params.LEVEL_ADVANCED,
                       label='Additional engine arguments',
                       help='Appended to the `topazpu pick` command line.')
@@ -244,6 +254,7 @@ class TopazPuProtPick(ProtParticlePickingAuto):
             args.append('--max-per-micrograph %d' % self.maxPerMicrograph.get())
         if self.edgeMargin.get():
             args.append('--edge-margin %d' % self.edgeMargin.get())
+        args.append('--orientations %d' % ORIENTATIONS[self.orientations.get()])
         args.append('--format coord')
         if self.extraParams.get():
             args.append(self.extraParams.get().strip())

@@ -160,8 +160,7 @@ class TestTopazPuPipeline(BaseTest):
         model, meta = load_model(self.protTrain.outputModel.getPath())
         radius = common.PARTICLE_DIAMETER_A / common.SAMPLING_RATE / 2
         options = PickOptions(radius=radius, threshold=self.protTrain.outputModel.getThreshold(),
-                              edge_margin=float(meta.get("edge_margin", 0)) * float(meta.get("scale", 1)),
-                              symmetrise=False)
+                              edge_margin=float(meta.get("edge_margin", 0)) * float(meta.get("scale", 1)))
         direct, _, _ = pick_raw_files(model, meta, list_images(batch), options)
         direct = direct.by_image()[common.heldBackName()]
         micMap = convert.MicrographMap(self.protMics.outputMicrographs)

@@ -106,30 +106,36 @@ def _score_tiled(model, t, scorer, tile):
     return out
 
 
+ORIENTATIONS = (1, 4, 8)  # identity; the 4 rotations by 90 degrees; rotations and their mirror images
+
+
 @torch.no_grad()
-def score_map(model, image, dense=False, tile=1024, symmetrise=False):
+def score_map(model, image, dense=False, tile=1024, orientations=1):
     """Logit for every pixel of a 2-D image (numpy array) -> float32 numpy array of the same shape.
 
-    `symmetrise` averages the logits over the 8 rotations and flips of the image (8x the cost):
-    the network was trained on all of them, and the average is smoother and better localised.
-    Large images are scored in tiles of `tile` px (plus the receptive-field margin), so memory
-    stays bounded; results equal untiled scoring up to float rounding in the strided mode
-    because tiles are cut on the stride grid and the margin covers the receptive field.
+    `orientations` (1, 4 or 8) averages the logits over that many rotations (and, at 8, flips)
+    of the image, each mapped back (that many times the cost): the network was trained on all of
+    them, and the average is smoother and better localised (it also samples other offsets of the
+    stride grid). Large images are scored in tiles of `tile` px (plus the receptive-field
+    margin), so memory stays bounded; results equal untiled scoring up to float rounding in the
+    strided mode because tiles are cut on the stride grid and the margin covers the receptive field.
     """
+    if orientations not in ORIENTATIONS:
+        raise ValueError("orientations must be one of %s, not %r" % (ORIENTATIONS, orientations))
     was_training = model.training
     model.eval()
     try:
         scorer = _score_dense if dense else _score_strided
         device = next(model.parameters()).device
         t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
-        if not symmetrise:
+        if orientations == 1:
             return _score_tiled(model, t, scorer, tile).cpu().numpy()
         total = torch.zeros_like(t)
-        for flip in (False, True):  # the 8 rotations and flips, each mapped back
+        for flip in (False, True)[:orientations // 4]:
             x = torch.flip(t, (1,)) if flip else t
             for k in range(4):
                 out = torch.rot90(_score_tiled(model, torch.rot90(x, k, (0, 1)), scorer, tile), -k, (0, 1))
                 total += torch.flip(out, (1,)) if flip else out
-        return (total / 8).cpu().numpy()
+        return (total / orientations).cpu().numpy()
     finally:
         model.train(was_training)
