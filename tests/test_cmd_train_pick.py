@@ -120,6 +120,14 @@ def test_training_errors_are_clear(trained, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "bad.txt" in err and "not_a_micrograph" in err
+    outside = tmp_path / "outside.txt"  # real micrograph names, every particle off the image
+    outside.write_text("image_name\tx_coord\ty_coord\n" + "".join(
+        "%s\t-500\t-500\n" % image_name(p) for p in open(d / "train_list.txt").read().split()))
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--train-images", str(d / "train_list.txt"), "--train-targets", str(outside),
+                  *TRAIN_ARGS, "-o", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert "outside.txt" in err and "no labelled particle" in err
     with pytest.raises(SystemExit):
         cli.main(["train", "--train-images", str(d / "train_list.txt"), "--train-targets", str(d / "train.txt"),
                   "--pi", "1.5", *TRAIN_ARGS[2:], "-o", str(tmp_path / "m.pt")])

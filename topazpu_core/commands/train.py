@@ -79,6 +79,9 @@ def main(args):
         except ValueError:
             raise TopazPuError("--autoencoder %r: a number or 'auto'" % args.autoencoder)
     train, info = load_micrographs(args.train_images, args.train_targets)
+    if not any(len(m.x) for m in train):
+        raise TopazPuError("%s: no labelled particle on any of the %d training micrographs (the log says how "
+                           "many coordinates fell outside the images)" % (args.train_targets, len(train)))
     if args.test_images or args.test_targets:
         if not (args.test_images and args.test_targets):
             raise TopazPuError("--test-images and --test-targets go together")
