@@ -322,7 +322,8 @@ def throughput_section(work, big, model4, threads):
         print("    %-11s %6.2f s per micrograph  %5.1f %%" % (k, v / n, 100 * v / total))
     print("  (the command's extra time over the stages: process start-up, the data-set fit's first pass that "
           "reads every micrograph once more, writing picks)")
-    return {"pick": runs[PickOptions.orientations], "pick_by_orientations": runs, "stages_s_per_mic": {k: v / n for k, v in times.items()}, "n": n}
+    return {"pick": runs[PickOptions.orientations], "pick_by_orientations": runs,
+            "stages_s_per_mic": {k: v / n for k, v in times.items()}, "n": n}
 
 
 def read_shape(path):

@@ -14,6 +14,8 @@ from ..constants import THRESHOLD_MODEL, THRESHOLD_EXPLICIT, BOX_FACTOR
 from ..estimates import boxSizeFromDiameter
 from . import protocol_base as base
 
+# the engine's topazpu_core.models.ORIENTATIONS, not imported: that would load torch whenever
+# Scipion lists the protocols (the plugin imports the engine only inside steps)
 ORIENTATIONS = (1, 4, 8)
 ORIENTATION_CHOICES = ['1', '4 rotations', '8 rotations and flips']
 

@@ -131,7 +131,7 @@ def score_map(model, image, dense=False, tile=1024, orientations=1):
         if orientations == 1:
             return _score_tiled(model, t, scorer, tile).cpu().numpy()
         total = torch.zeros_like(t)
-        for flip in (False, True)[:orientations // 4]:
+        for flip in ((False, True) if orientations == 8 else (False,)):
             x = torch.flip(t, (1,)) if flip else t
             for k in range(4):
                 out = torch.rot90(_score_tiled(model, torch.rot90(x, k, (0, 1)), scorer, tile), -k, (0, 1))
