@@ -262,7 +262,7 @@ def run_topaz(split, files, work, opts):
 
 
 # ----------------------------------------------------------------------------------------------
-# objectives side by side (in-process)
+# in-process apoferritin runs (preprocessed once): the objectives side by side
 
 
 def apoferritin_in_process(opts):
@@ -290,8 +290,20 @@ def apoferritin_in_process(opts):
     return base, micrographs
 
 
+def in_process_config(opts, split, method, seed, **extra):
+    """TrainConfig of an in-process apoferritin run: the CLI's defaults, -m/--epochs/--epoch-size
+    when given."""
+    from topazpu_core.training import TrainConfig
+
+    d = split.dataset
+    overrides = {key: v for key, v in (("epochs", opts.epochs), ("epoch_size", opts.epoch_size)) if v is not None}
+    return TrainConfig(particle_radius=d.radius_pre, method=method, architecture=opts.model or "resnet8",
+                       n_per_micrograph=expected_n(split, opts), seed=seed, scale=float(d.scale),
+                       **overrides, **extra)
+
+
 def run_objectives(opts, work):
-    from topazpu_core.training import TrainConfig, fit
+    from topazpu_core.training import fit
 
     d = DATASETS["apoferritin"]
     methods = parse_list(opts.objective_methods)
@@ -308,16 +320,12 @@ def run_objectives(opts, work):
             train = micrographs(split.train_names, split.train_labels)
             for method in methods:
                 k += 1
-                config = TrainConfig(
-                    particle_radius=d.radius_pre, method=method, architecture=opts.model or "resnet8",
-                    n_per_micrograph=expected_n(split, opts), seed=rep, scale=float(d.scale),
+                config = in_process_config(
+                    opts, split, method, rep,
                     autoencoder=opts.objective_autoencoder if opts.objective_autoencoder == "auto"
-                    else float(opts.objective_autoencoder),
-                    **{key: v for key, v in (("epochs", opts.epochs), ("epoch_size", opts.epoch_size))
-                       if v is not None})
-                model_path = os.path.join(work, "objectives", "%s_n%d_r%d" % (method, n_labels, rep), "model.pt")
-                if os.path.isdir(os.path.dirname(model_path)):
-                    shutil.rmtree(os.path.dirname(model_path))
+                    else float(opts.objective_autoencoder))
+                model_path = os.path.join(fresh_dir(os.path.join(work, "objectives", "%s_n%d_r%d"
+                                                                 % (method, n_labels, rep))), "model.pt")
                 t0 = time.perf_counter()
                 meta = fit(config, train, val, model_path, progress=False)
                 dt = time.perf_counter() - t0
@@ -358,26 +366,20 @@ def run_ceiling(opts, work):
     its own labelled training micrographs, whose every label it was trained on (the fit AP).
     """
     from topazpu_core.checkpoint import load_model
-    from topazpu_core.training import TrainConfig, edge_margin_of, fit, validate
+    from topazpu_core.training import edge_margin_of, fit, validate
 
     d = DATASETS["apoferritin"]
     base, micrographs = apoferritin_in_process(opts)
     val = micrographs(base.val_names, base.val_targets)
+    full = make_split(d, opts.seed, n_labels=None, root=opts.data)
+    labelled = [m for m in micrographs(full.train_names, full.train_labels) if len(m.x)]
     rows = []
-    for n_labels in ("default", None):
-        split = make_split(d, opts.seed, n_labels=n_labels, root=opts.data)
+    for split in (base, full):
         train = micrographs(split.train_names, split.train_labels)
-        full = make_split(d, opts.seed, n_labels=None, root=opts.data)
-        labelled = [m for m in micrographs(full.train_names, full.train_labels) if len(m.x)]
         for method in parse_list(opts.ceiling_methods):
-            config = TrainConfig(particle_radius=d.radius_pre, method=method, architecture=opts.model or "resnet8",
-                                 n_per_micrograph=expected_n(split, opts), seed=opts.seed, scale=float(d.scale),
-                                 **{key: v for key, v in (("epochs", opts.epochs), ("epoch_size", opts.epoch_size))
-                                    if v is not None})
-            tag = "%s_%s" % (method, "all" if n_labels is None else "protocol")
-            model_path = os.path.join(work, "ceiling", tag, "model.pt")
-            if os.path.isdir(os.path.dirname(model_path)):
-                shutil.rmtree(os.path.dirname(model_path))
+            config = in_process_config(opts, split, method, opts.seed)
+            tag = "%s_%s" % (method, "all" if split is full else "protocol")
+            model_path = os.path.join(fresh_dir(os.path.join(work, "ceiling", tag)), "model.pt")
             t0 = time.perf_counter()
             meta = fit(config, train, val, model_path, progress=False)
             dt = time.perf_counter() - t0
