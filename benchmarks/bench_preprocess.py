@@ -1,10 +1,10 @@
 """Benchmark: preprocess (read + Fourier downsample x2 + normalise) per 1240x1200 micrograph.
 
-Runs on the 13 EMPIAR-10146 micrographs in /work/shared/data (or a folder given as the first
-argument) and prints seconds per micrograph (median over runs), per stage, the total, and the
-speed-up over Topaz's 1.4 s per micrograph (`topaz preprocess -s 2`, 2 cores). With
-/work/main/.venv-topaz/bin/topaz present it also times `topaz preprocess -s 2 -d -1` on the
-same files.
+Runs on the 13 EMPIAR-10146 micrographs of the shared data folder (../shared/data from the
+repository root, or $TOPAZPU_DATA; or a folder given as the first argument) and prints seconds
+per micrograph (median over runs), per stage, the total, and the speed-up over Topaz's 1.4 s
+per micrograph (`topaz preprocess -s 2`, 2 cores). With Topaz at .venv-topaz/bin/topaz in the
+repository (or $TOPAZ) it also times `topaz preprocess -s 2 -d -1` on the same files.
 
     python benchmarks/bench_preprocess.py [MICROGRAPH_DIR] [--runs 5] [--method gmm]
 """
@@ -21,15 +21,15 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from topazpu_core.commands.preprocess import preprocess_to_directory  # noqa: E402
+from splits import TOPAZ, data_root  # noqa: E402
+from topazpu_core.preprocessing import preprocess_images, preprocess_to_directory  # noqa: E402
 from topazpu_core.downsample import downsample  # noqa: E402
 from topazpu_core.images import read_image  # noqa: E402
-from topazpu_core.normalize import (DEFAULT_SAMPLE, apply_params, fit_params,  # noqa: E402
-                                    preprocess_images, sample_pixels)
+from topazpu_core.normalize import DEFAULT_SAMPLE, apply_params, fit_params, sample_pixels  # noqa: E402
 
-DEFAULT_DIR = "/work/shared/data/empiar10146-apoferritin/micrographs"
-TOPAZ = "/work/main/.venv-topaz/bin/topaz"
+DEFAULT_DIR = os.path.join(data_root(), "empiar10146-apoferritin", "micrographs")
 TOPAZ_SECONDS = 1.4  # measured: topaz preprocess -s 2, per 1240x1200 micrograph, 2 cores
 
 

@@ -7,9 +7,9 @@ pipeline through the command line exactly as a user would:
   topazpu train --train-images <preprocessed train list> --train-targets <labels / SCALE>
                 --test-images <preprocessed val list> --test-targets <all val particles / SCALE>
                 -n N --particle-radius R/SCALE --seed S -o W/model.pt [--epochs E --epoch-size U ...]
-  topazpu pick -m W/model.pt -o W/picks_auto.txt <raw val micrographs>         (auto threshold)
-  topazpu pick -m W/model.pt --threshold=-inf -o W/picks_all.txt <raw val>     (every peak: AP)
-  topazpu extract -m W/model.pt --threshold=-inf -x SCALE <preprocessed val>   (extract timing)
+  topazpu pick --model W/model.pt -o W/picks_auto.txt <raw val micrographs>         (auto threshold)
+  topazpu pick --model W/model.pt --threshold=-inf -o W/picks_all.txt <raw val>     (every peak: AP)
+  topazpu extract --model W/model.pt --threshold=-inf -x SCALE <preprocessed val>   (extract timing)
 
 and scores the picks with topazpu_core.metrics.evaluate at the assignment radius R (raw px):
 AP and best F1 from the -inf picks, precision / recall / F1 at the auto threshold, picks per
@@ -56,12 +56,11 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from splits import DATASETS, make_split, parse_list, write_image_list, write_split  # noqa: E402
+from splits import DATASETS, TOPAZ, make_split, parse_list, write_image_list, write_split  # noqa: E402
 from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordinates  # noqa: E402
 from topazpu_core.images import image_name  # noqa: E402
 from topazpu_core.metrics import evaluate  # noqa: E402
 
-TOPAZ = os.environ.get("TOPAZ", "/work/main/.venv-topaz/bin/topaz")
 TOPAZ_REFERENCE_AP = 0.55  # Topaz 0.3.20, 500 updates, 200 apoferritin labels (issue 3)
 OBJECTIVES = "PN,NNPU,GE-KL,GE-binomial"
 LABEL_COUNTS = "10,50,200,1000"
@@ -170,8 +169,8 @@ def run_ours(split, files, work, opts):
                   "--test-images", val_list, "--test-targets", files["val_targets_pre"],
                   "-n", "%.2f" % expected_n(split, opts), "--particle-radius", "%g" % d.radius_pre,
                   "--seed", opts.seed, "--threads", opts.threads, "--no-progress", "-o", model)
-    for flag, value in (("--epochs", opts.epochs), ("--epoch-size", opts.epoch_size), ("-m", opts.model),
-                        ("--method", opts.method)):
+    for flag, value in (("--epochs", opts.epochs), ("--epoch-size", opts.epoch_size), ("--arch", opts.arch),
+                        ("--objective", opts.objective)):
         if value is not None:
             cmd += [flag, str(value)]
     cmd += shlex.split(opts.train_args or "")
@@ -187,13 +186,13 @@ def run_ours(split, files, work, opts):
     ext = os.path.join(w, "extract_all.txt")
     common = ["--threads", opts.threads, "--no-progress"]
     res["pick_seconds_per_micrograph"] = run(
-        topazpu("pick", "-m", model, "-o", auto, *common, files["val_images"]),
+        topazpu("pick", "--model", model, "-o", auto, *common, files["val_images"]),
         os.path.join(logs, "pick_auto.log")) / n_val
     res["pick_all_seconds_per_micrograph"] = run(
-        topazpu("pick", "-m", model, "--threshold=-inf", "-o", every, *common, files["val_images"]),
+        topazpu("pick", "--model", model, "--threshold=-inf", "-o", every, *common, files["val_images"]),
         os.path.join(logs, "pick_all.log")) / n_val
     res["extract_seconds_per_micrograph"] = run(
-        topazpu("extract", "-m", model, "--threshold=-inf", "-x", d.scale, "-o", ext, *common, val_list),
+        topazpu("extract", "--model", model, "--threshold=-inf", "-x", d.scale, "-o", ext, *common, val_list),
         os.path.join(logs, "extract_all.log")) / n_val
     targets = split.val_targets
     res.update(score_picks(read_coordinates(every), read_coordinates(auto), targets, d.radius, split.val_names))
@@ -270,7 +269,7 @@ def apoferritin_in_process(opts):
     where micrographs(names, coords) pairs the preprocessed images with coordinates / scale."""
     import torch
 
-    from topazpu_core.normalize import preprocess_images
+    from topazpu_core.preprocessing import preprocess_images
     from topazpu_core.training import Micrograph
 
     d = DATASETS["apoferritin"]
@@ -297,7 +296,7 @@ def in_process_config(opts, split, method, seed, **extra):
 
     d = split.dataset
     overrides = {key: v for key, v in (("epochs", opts.epochs), ("epoch_size", opts.epoch_size)) if v is not None}
-    return TrainConfig(particle_radius=d.radius_pre, method=method, architecture=opts.model or "resnet8",
+    return TrainConfig(particle_radius=d.radius_pre, method=method, architecture=opts.arch or "resnet8",
                        n_per_micrograph=expected_n(split, opts), seed=seed, scale=float(d.scale),
                        **overrides, **extra)
 
@@ -437,7 +436,7 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--datasets", default=",".join(DATASETS),
                    help="comma-separated data sets, or 'none' (default: %s)" % ",".join(DATASETS))
-    p.add_argument("--data", help="shared data folder (default: $TOPAZPU_DATA or /work/shared/data)")
+    p.add_argument("--data", help="shared data folder (default: $TOPAZPU_DATA or ../shared/data from the repository)")
     p.add_argument("--seed", type=int, default=0, help="split and training seed (default: 0)")
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "topazpu_bench_quality"),
                    help="work folder (default: %(default)s); its per-data-set tool folders are replaced")
@@ -445,8 +444,8 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both tools (default: 2)")
     p.add_argument("--epochs", type=int, help="topazpu train --epochs (default: the CLI's)")
     p.add_argument("--epoch-size", type=int, help="topazpu train --epoch-size (default: the CLI's)")
-    p.add_argument("--model", help="topazpu train -m (default: the CLI's, resnet8)")
-    p.add_argument("--method", help="topazpu train --method (default: the CLI's, GE-binomial)")
+    p.add_argument("--arch", help="topazpu train --arch (default: the CLI's, resnet8)")
+    p.add_argument("--objective", help="topazpu train --objective (default: the CLI's, GE-binomial)")
     p.add_argument("--num-particles", metavar="NAME=N[,NAME=N]",
                    help="expected particles per micrograph (-n) per data set (default: splits.py's estimate)")
     p.add_argument("--train-args", help="more topazpu train arguments, one quoted string")

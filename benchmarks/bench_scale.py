@@ -40,11 +40,13 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
 
+from splits import data_root  # noqa: E402
 from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordinates  # noqa: E402
 from topazpu_core.images import image_name, read_image, write_mrc  # noqa: E402
 
-DATA = os.environ.get("TOPAZPU_DATA", "/work/shared/data")
+DATA = data_root()
 SOURCE = "empiar10146-apoferritin"
 RADIUS = 32  # apoferritin particle radius, raw px
 SIZES = {"k3": (4092, 5760), "square": (4096, 4096)}  # (height, width)
@@ -243,17 +245,17 @@ def memory_section(work, big, model4, model1, threads):
           % (os.path.basename(k3), os.path.getsize(k3) / 1e6, threads))
     rows = {}
     rows["pick, model at scale 4"] = measure(
-        ["pick", "-m", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_pick4.txt"), k3],
+        ["pick", "--model", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_pick4.txt"), k3],
         log=os.path.join(work, "mem_pick4.log"))
     rows["preprocess -s 4"] = measure(
         ["preprocess", "-s", 4, "-o", os.path.join(work, "mem_pre4"), k3], log=os.path.join(work, "mem_pre4.log"))
     pre = os.path.join(work, "mem_pre4", image_name(k3) + ".mrc")
     rows["extract (scale 4, 1440x1023)"] = measure(
-        ["extract", "-m", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_ext4.txt"), pre],
+        ["extract", "--model", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_ext4.txt"), pre],
         log=os.path.join(work, "mem_ext4.log"))
     if model1:
         rows["pick, model at scale 1 (5760x4092 scored)"] = measure(
-            ["pick", "-m", model1, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_pick1.txt"), k3],
+            ["pick", "--model", model1, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_pick1.txt"), k3],
             log=os.path.join(work, "mem_pick1.log"))
     for k, r in rows.items():
         print("  %-44s %s%s" % (k, fmt_mem(r), "" if r["peak_rss_gb"] < 2 else "   ** over 2 GB **"))
@@ -275,7 +277,7 @@ def throughput_section(work, big, model4, threads):
           % (n, ", ".join(sorted({"%dx%d" % read_shape(p)[::-1] for p in big})), threads))
     runs = {}
     for orientations in (PickOptions.orientations, 1):
-        r = measure(["pick", "-m", model4, "--threads", threads, "--no-progress", "--orientations", orientations,
+        r = measure(["pick", "--model", model4, "--threads", threads, "--no-progress", "--orientations", orientations,
                      "-o", os.path.join(work, "tp_picks%d.txt" % orientations)] + big,
                     log=os.path.join(work, "tp_pick%d.log" % orientations))
         runs[orientations] = r

@@ -42,16 +42,16 @@ sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 
-from splits import DATASETS, make_split  # noqa: E402
+from splits import DATASETS, TOPAZ, make_split  # noqa: E402
 from topazpu_core.coordinates import read_coordinates, write_coordinates  # noqa: E402
 from topazpu_core.datasets import BUNDLED_PARTICLE_DIAMETER, bundled_micrographs, bundled_particles  # noqa: E402
 from topazpu_core.images import image_name, read_image, write_mrc  # noqa: E402
 from topazpu_core.metrics import evaluate  # noqa: E402
 from topazpu_core.models import Classifier, score_map  # noqa: E402
 from topazpu_core.nms import non_maximum_suppression  # noqa: E402
-from topazpu_core.normalize import normalize_arrays, preprocess_images  # noqa: E402
+from topazpu_core.normalize import normalize_arrays  # noqa: E402
+from topazpu_core.preprocessing import preprocess_images  # noqa: E402
 
-TOPAZ = os.environ.get("TOPAZ", "/work/main/.venv-topaz/bin/topaz")
 QUALITY_WORK = os.path.join(tempfile.gettempdir(), "topazpu_bench_quality", "apoferritin")
 EXTRACT_TARGET_S = 0.5
 # (name, dense, orientations averaged); strided4 is what `topazpu pick/extract` and validation do by default
@@ -242,8 +242,9 @@ def cli_extraction(opts, work, model_path):
         write_mrc(mics[-1], a)
     radius = int(BUNDLED_PARTICLE_DIAMETER // 2)
     out = {}
-    ours = one_vs_all(lambda m, o: [sys.executable, "-m", "topazpu_core", "extract", "-m", model_path, "-r", radius,
-                                    "--threshold=-inf", "--threads", opts.threads, "--no-progress", "-o", o] + m,
+    ours = one_vs_all(lambda m, o: [sys.executable, "-m", "topazpu_core", "extract", "--model", model_path,
+                                    "--nms-radius", radius, "--threshold=-inf", "--threads", opts.threads,
+                                    "--no-progress", "-o", o] + m,
                       mics, work)
     out["topazpu"] = ours
     print("  topazpu extract (-t -inf, default 4 orientations): %.3f s per micrograph; one micrograph with start-up %.2f s"
@@ -280,7 +281,7 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--model", help="trained topazpu model (default: bench_quality.py's apoferritin model if "
                                    "present, else train a quick one)")
-    p.add_argument("--data", help="shared data folder (default: $TOPAZPU_DATA or /work/shared/data)")
+    p.add_argument("--data", help="shared data folder (default: $TOPAZPU_DATA or ../shared/data from the repository)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats, strided scoring (default: 5)")

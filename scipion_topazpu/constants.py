@@ -1,4 +1,9 @@
-"""Names, choice lists and defaults shared by the topazpu Scipion plugin."""
+"""Names, choice lists and defaults shared by the topazpu Scipion plugin.
+
+The engine's choice lists come from topazpu_core.options (no torch import), so the forms offer
+exactly what the engine accepts; EnumParams store indices, so those tuples only ever grow.
+"""
+from topazpu_core import options as _engine
 
 # Plugin variables (Plugin._vars is one dict shared by every plugin: keep the prefix).
 TOPAZPU_PYTHON = 'TOPAZPU_PYTHON'        # interpreter that runs `python -m topazpu_core`
@@ -7,16 +12,19 @@ TOPAZPU_THREADS = 'TOPAZPU_THREADS'      # default torch threads per engine job 
 ENGINE_MODULE = 'topazpu_core'
 
 # Objectives, in the order shown in the form (GE-binomial is the default, as in the paper).
-OBJECTIVES = ['GE-binomial', 'GE-KL', 'NNPU', 'PN']
-OBJECTIVE_GE_BINOMIAL = 0
+OBJECTIVES = list(_engine.OBJECTIVES)
+OBJECTIVE_GE_BINOMIAL = OBJECTIVES.index('GE-binomial')
 
 # Architectures, in the order shown in the form.
-ARCHITECTURES = ['resnet8', 'resnet16', 'conv31', 'conv63', 'conv127']
-ARCH_RESNET8 = 0
+ARCHITECTURES = list(_engine.ARCHITECTURES)
+ARCH_RESNET8 = ARCHITECTURES.index('resnet8')
 
 # Normalisation methods of `topazpu preprocess`.
-NORMALIZATIONS = ['gmm', 'gmm-per-image', 'affine']
-NORM_GMM = 0
+NORMALIZATIONS = list(_engine.NORMALIZATIONS)
+NORM_GMM = NORMALIZATIONS.index('gmm')
+
+# Orientations averaged by the picker (`--orientations`).
+ORIENTATIONS = list(_engine.ORIENTATIONS)
 
 # How the expected number of particles is given to the training.
 PRIOR_PARTICLES = 0
@@ -32,7 +40,7 @@ THRESHOLD_MODEL = 0
 THRESHOLD_EXPLICIT = 1
 
 # Coordinate formats of the import protocol: the engine's format names, 'auto' first.
-COORD_FORMATS = ['auto', 'coord', 'star', 'box', 'json', 'csv', 'cs']
+COORD_FORMATS = ['auto'] + list(_engine.COORDINATE_FORMATS)
 COORD_FORMAT_LABELS = ['auto (by extension and content)', 'Topaz TSV (.txt/.tsv)', 'RELION STAR',
                        'EMAN box', 'EMAN2 json', 'CSV', 'cryoSPARC .cs']
 
@@ -41,8 +49,6 @@ SCORE_ATTR = '_topazpuScore'             # Float on each Coordinate: the picker'
 NORM_ATTR = '_topazpuNormalization'      # String (JSON) on each normalised Micrograph
 SET_SCALE_ATTR = '_topazpuScale'         # Float on a normalised SetOfMicrographs
 SET_METHOD_ATTR = '_topazpuMethod'       # String on a normalised SetOfMicrographs
-
-PREPROCESS_JSON = 'preprocess.json'
 
 # Box size = BOX_FACTOR x particle diameter (rounded up to an even number of pixels).
 BOX_FACTOR = 1.5

@@ -6,7 +6,6 @@ Coordinates are in pixels of the micrographs they belong to, x = column, y = row
 origin at the first pixel, in both Scipion and the engine: converting between two
 micrograph sets of different pixel size multiplies them by the ratio of sampling rates.
 """
-import json
 import logging
 import os
 from collections import Counter, OrderedDict
@@ -15,8 +14,7 @@ import numpy as np
 import pyworkflow.object as pwobj
 from pwem.objects import Coordinate
 
-from .constants import (PREPROCESS_JSON, SCORE_ATTR, SET_METHOD_ATTR, SET_SCALE_ATTR,
-                        PIXEL_SIZE_TOLERANCE)
+from .constants import SCORE_ATTR, SET_METHOD_ATTR, SET_SCALE_ATTR, PIXEL_SIZE_TOLERANCE
 
 logger = logging.getLogger(__name__)
 
@@ -206,18 +204,11 @@ def preprocessInfo(micSet):
     first = micSet.getFirstItem() if micSet.getSize() else None
     if first is None:
         return None
-    record = os.path.join(os.path.dirname(os.path.realpath(first.getFileName())), PREPROCESS_JSON)
-    if not os.path.exists(record):
+    from topazpu_core.preprocessing import read_preprocess_record
+    data = read_preprocess_record(os.path.dirname(os.path.realpath(first.getFileName())))
+    if data is None:
         return None
-    with open(record) as f:
-        data = json.load(f)
     return float(data.get('scale', 1.0)), data.get('method')
-
-
-def readPreprocessRecord(path):
-    """The contents of a preprocess.json written by `topazpu preprocess`."""
-    with open(path) as f:
-        return json.load(f)
 
 
 def writeListFile(paths, listPath):

@@ -1,4 +1,10 @@
-"""Pure functions behind the wizards and protocol defaults (no Scipion objects, no display)."""
+"""Pure functions behind the wizards and protocol defaults (no Scipion objects, no display).
+
+Units are in the names: a particle size the user gives is a diameter in Angstrom (`diameterA`);
+a size in pixels (`diameterPx`, `radiusPx`, `boxSize`) is in px of the micrographs whose
+sampling rate (A/px) converts it. A model's own lengths (px of its training images) change
+frame only in topazpu_core.options.model_length_px.
+"""
 import math
 
 import numpy as np
@@ -14,17 +20,26 @@ def particleRadiusPx(diameterA, samplingRate):
     return 0.5 * diameterA / samplingRate
 
 
-def boxSizeFromDiameter(diameterA, samplingRate, factor=BOX_FACTOR):
-    """Box size in pixels: `factor` x the diameter, rounded up to an even number (at least 8)."""
-    diameterPx = 2.0 * particleRadiusPx(diameterA, samplingRate)
+def boxSizeFromDiameterPx(diameterPx, factor=BOX_FACTOR):
+    """Box size in px: `factor` x the diameter in px, rounded up to an even number (at least 8)."""
     box = int(math.ceil(factor * diameterPx - 1e-9))
     box += box % 2
     return max(8, box)
 
 
+def boxSizeFromDiameter(diameterA, samplingRate, factor=BOX_FACTOR):
+    """Box size in px of micrographs at `samplingRate` A/px for a diameter in Angstrom."""
+    return boxSizeFromDiameterPx(2.0 * particleRadiusPx(diameterA, samplingRate), factor)
+
+
+def diameterPxFromBoxSize(boxSize, factor=BOX_FACTOR):
+    """Particle diameter in px implied by a box size in px (inverse of boxSizeFromDiameterPx)."""
+    return boxSize / factor
+
+
 def diameterFromBoxSize(boxSize, samplingRate, factor=BOX_FACTOR):
     """Particle diameter in Angstrom implied by a box size in px (inverse of boxSizeFromDiameter)."""
-    return boxSize * samplingRate / factor
+    return diameterPxFromBoxSize(boxSize, factor) * samplingRate
 
 
 # Fraction of the particles of a labelled micrograph assumed labelled when estimating the

@@ -93,6 +93,13 @@ class TopazPuModel(EMObject):
         """Particle radius in px of the downsampled training images (None: unknown)."""
         return self._particleRadius.get()
 
+    def getParticleRadiusPx(self, frame):
+        """Particle radius in px of the "raw" micrographs the picker reads or of the
+        "preprocessed" training images (None: unknown); converted by the engine's rule."""
+        from topazpu_core.options import model_length_px
+        return model_length_px({'particle_radius': self.getParticleRadius(), 'scale': self.getScale()},
+                               'particle_radius', frame)
+
     def getScale(self):
         return self._scale.get() or 1.0
 

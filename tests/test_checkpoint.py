@@ -45,6 +45,8 @@ def test_bad_model_files(tmp_path):
 
 def test_latest_checkpoint_numeric_order(tmp_path):
     path = str(tmp_path / "m.pt")
-    for e in (2, 10, 9):
+    for e in (2, 1000, 999):
         save_checkpoint(path, e, {"x": torch.zeros(1)})
-    assert os.path.basename(latest_checkpoint(path)) == "epoch010.pt"
+    names = sorted(os.listdir(os.path.dirname(latest_checkpoint(path))))
+    assert names[-1] == "epoch999.pt"  # a text sort would pick epoch 999: the order must be numeric
+    assert os.path.basename(latest_checkpoint(path)) == "epoch1000.pt"

@@ -48,7 +48,7 @@ def test_perturbed_copy_scores_near_one(tmp_path, capsys, targets):
     write_coordinates(perturbed_picks(targets, n_false=60), picks_path)
     table = tmp_path / "out" / "pr.tsv"
     plot = tmp_path / "out" / "pr.png"
-    result = run(capsys, picks_path, bundled_particles(), "-r", RADIUS, "--table", table, "--plot", plot)
+    result = run(capsys, picks_path, bundled_particles(), "--match-radius", RADIUS, "--table", table, "--plot", plot)
     assert REQUIRED <= set(result)
     assert "curve" not in result
     assert result["n_targets"] == len(targets) == 632
@@ -69,7 +69,7 @@ def test_perturbed_copy_scores_near_one(tmp_path, capsys, targets):
 def test_half_the_picks_give_half_the_ap(tmp_path, capsys, targets):
     picks_path = tmp_path / "half.txt"
     write_coordinates(perturbed_picks(targets, keep=0.5), picks_path)
-    result = run(capsys, picks_path, bundled_particles(), "-r", RADIUS)
+    result = run(capsys, picks_path, bundled_particles(), "--match-radius", RADIUS)
     assert result["n_picks"] == 316
     assert result["ap"] == pytest.approx(0.5, abs=0.005)
     assert result["recall_at_best_f1"] == pytest.approx(0.5, abs=0.005)
@@ -83,10 +83,10 @@ def test_image_modes_and_other_names(tmp_path, capsys, targets):
     picks.image_name = np.array([n + ".mrc" for n in picks.image_name], dtype=object)
     picks_path = tmp_path / "picks.txt"
     write_coordinates(picks, picks_path)
-    target_mode = run(capsys, picks_path, bundled_particles(), "-r", RADIUS)
+    target_mode = run(capsys, picks_path, bundled_particles(), "--match-radius", RADIUS)
     assert target_mode["n_images"] == 4 and target_mode["n_picks"] == 632
     assert target_mode["ap"] > 0.99
-    union = run(capsys, picks_path, bundled_particles(), "-r", RADIUS, "--images", "union")
+    union = run(capsys, picks_path, bundled_particles(), "--match-radius", RADIUS, "--images", "union")
     assert union["n_images"] == 5 and union["n_picks"] == 634
     assert union["ap"] < target_mode["ap"]  # two top-scoring false picks
 
@@ -95,13 +95,13 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys, targets):
     unscored = tmp_path / "unscored.txt"
     write_coordinates(targets, unscored)
     with pytest.raises(SystemExit) as e:
-        cli.main(["evaluate", str(unscored), bundled_particles(), "-r", RADIUS])
+        cli.main(["evaluate", str(unscored), bundled_particles(), "--match-radius", RADIUS])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "no score" in err and "unscored.txt" in err
     wrong = tmp_path / "wrong.txt"
     write_coordinates(Coordinates.from_arrays("nothing_like_it", [1.0], [2.0], [0.5]), wrong)
     with pytest.raises(SystemExit) as e:
-        cli.main(["evaluate", str(wrong), bundled_particles(), "-r", RADIUS])
+        cli.main(["evaluate", str(wrong), bundled_particles(), "--match-radius", RADIUS])
     assert e.value.code == 2
     assert "wrong.txt" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def test_training_outputs(trained):
 def test_pick_on_held_out_micrograph_beats_floor(trained, tmp_path):
     d, held, coords = trained
     mic = datasets.bundled_micrographs()[HELD_OUT]
-    run("pick", "-m", d / "model.pt", "--threshold=-inf", "--threads", "2", "--no-progress", "-o", tmp_path / "all.txt", mic)
+    run("pick", "--model", d / "model.pt", "--threshold=-inf", "--threads", "2", "--no-progress", "-o", tmp_path / "all.txt", mic)
     picks = read_coordinates(str(tmp_path / "all.txt"))
     targets = coords.subset(coords.image_name == held)
     result = evaluate(picks, targets, RADIUS)
@@ -72,7 +72,7 @@ def test_pick_on_held_out_micrograph_beats_floor(trained, tmp_path):
     assert result["ap"] > 0.4, result
     assert picks.x.max() > 500  # original 620 px frame, not the 310 px preprocessed one
     # the auto threshold keeps a sensible number of picks: between a third and 3x the targets
-    run("pick", "-m", d / "model.pt", "--threads", "2", "--no-progress", "-o", tmp_path / "auto.star", mic)
+    run("pick", "--model", d / "model.pt", "--threads", "2", "--no-progress", "-o", tmp_path / "auto.star", mic)
     auto = read_coordinates(str(tmp_path / "auto.star"))
     assert len(targets) / 3 < len(auto) < 3 * len(targets)
     assert np.all(auto.score >= load_model(str(d / "model.pt"))[1]["threshold"] - 1e-6)
@@ -80,9 +80,9 @@ def test_pick_on_held_out_micrograph_beats_floor(trained, tmp_path):
 
 def test_extract_matches_pick_on_preprocessed_images(trained, tmp_path):
     d, held, _ = trained
-    run("extract", "-m", d / "model.pt", "-t", "0", "-x", SCALE, "--threads", "2", "--no-progress",
+    run("extract", "--model", d / "model.pt", "-t", "0", "-x", SCALE, "--threads", "2", "--no-progress",
         "-o", tmp_path / "ex.txt", d / "pre" / (held + ".mrc"))
-    run("pick", "-m", d / "model.pt", "-t", "0", "--threads", "2", "--no-progress",
+    run("pick", "--model", d / "model.pt", "-t", "0", "--threads", "2", "--no-progress",
         "-o", tmp_path / "pk.txt", datasets.bundled_micrographs()[HELD_OUT])
     ex, pk = read_coordinates(str(tmp_path / "ex.txt")), read_coordinates(str(tmp_path / "pk.txt"))
     # pick fits the normalisation on this one micrograph, preprocess fitted it on all four:
@@ -134,12 +134,12 @@ def test_training_errors_are_clear(trained, tmp_path, capsys):
     assert "(0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--train-images", str(d / "train_list.txt"), "--train-targets", str(d / "train.txt"),
-                  "-r", "60", *TRAIN_ARGS, "-o", str(tmp_path / "m.pt")])
+                  "--label-radius", "60", *TRAIN_ARGS, "-o", str(tmp_path / "m.pt")])
     assert "receptive field" in capsys.readouterr().err
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(SystemExit):
-        cli.main(["extract", "-m", str(junk), "-o", str(tmp_path / "x.txt"), datasets.bundled_micrographs()[0]])
+        cli.main(["extract", "--model", str(junk), "-o", str(tmp_path / "x.txt"), datasets.bundled_micrographs()[0]])
     assert "junk.pt" in capsys.readouterr().err
 
 
@@ -147,6 +147,6 @@ def test_training_errors_are_clear(trained, tmp_path, capsys):
 def test_gpu_request_without_cuda_is_a_clear_error(trained, tmp_path, capsys):
     d, _, _ = trained
     with pytest.raises(SystemExit) as e:
-        cli.main(["pick", "-m", str(d / "model.pt"), "-d", "0", "-o", str(tmp_path / "x.txt"),
+        cli.main(["pick", "--model", str(d / "model.pt"), "-d", "0", "-o", str(tmp_path / "x.txt"),
                   datasets.bundled_micrographs()[0]])
     assert e.value.code == 2 and "no usable CUDA" in capsys.readouterr().err

@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCALE = 2
 RADIUS = datasets.BUNDLED_PARTICLE_DIAMETER / 2  # px of the raw bundled micrographs
 EPOCHS, EPOCH_SIZE = 3, 12
-TRAIN = ["-n", "200", "--particle-radius", RADIUS / SCALE, "-m", "conv31", "--threads", "1", "--seed", "7",
+TRAIN = ["-n", "200", "--particle-radius", RADIUS / SCALE, "--arch", "conv31", "--threads", "1", "--seed", "7",
          "--epochs", EPOCHS, "--epoch-size", EPOCH_SIZE]
 
 
@@ -133,9 +133,9 @@ def test_picking_killed_midway_resumes_the_rest(data, tmp_path, command):
         for m in source:
             shutil.copy(m, mics / ("copy%d_%s" % (i, os.path.basename(m))))
     out = tmp_path / "picks.star"
-    args = [command, "-m", data["model"], "--threads", "1", "-o", out, mics]
+    args = [command, "--model", data["model"], "--threads", "1", "-o", out, mics]
     reference = tmp_path / "reference.star"
-    engine(command, "-m", data["model"], "--threads", "1", "--no-progress", "-o", reference, mics)
+    engine(command, "--model", data["model"], "--threads", "1", "--no-progress", "-o", reference, mics)
     assert not (tmp_path / "reference.star.parts").exists()  # a finished run leaves no parts
 
     text = kill_when(args, r"picking: .*\b([2-9]|10)/12\b", tmp_path / "killed.log")
@@ -160,10 +160,10 @@ def test_parts_of_a_different_run_are_discarded(data, tmp_path):
     stale.mkdir()
     (stale / "run.json").write_text(json.dumps({"command": "pick", "options": {"radius": 1}}))
     (stale / "mic-0000000000000000.npz").write_bytes(b"not ours")
-    p = engine("pick", "-m", data["model"], "--threads", "1", "--no-progress", "-o", out, *data["mics"])
+    p = engine("pick", "--model", data["model"], "--threads", "1", "--no-progress", "-o", out, *data["mics"])
     assert "different run" in p.stderr and "resuming" not in p.stderr
     reference = tmp_path / "reference.txt"
-    engine("pick", "-m", data["model"], "--threads", "1", "--no-progress", "-o", reference, *data["mics"])
+    engine("pick", "--model", data["model"], "--threads", "1", "--no-progress", "-o", reference, *data["mics"])
     assert out.read_text() == reference.read_text() and not stale.exists()
 
 
@@ -182,12 +182,12 @@ def test_corrupt_micrographs_are_reported_and_skipped(data, tmp_path):
     raw = open(data["mics"][0], "rb").read()
     (mixed / "truncated.mrc").write_bytes(raw[: len(raw) // 2])
     (mixed / "garbage.mrc").write_bytes(os.urandom(5000))
-    p = engine("pick", "-m", data["model"], "--threads", "1", "--no-progress", "-o", tmp_path / "mixed.txt", mixed)
+    p = engine("pick", "--model", data["model"], "--threads", "1", "--no-progress", "-o", tmp_path / "mixed.txt", mixed)
     skipped = [line for line in p.stdout.splitlines() if line.startswith("skipped: ")]
     assert len(skipped) == 2, p.stdout
     assert any(str(mixed / "truncated.mrc") in s and "truncated" in s for s in skipped), skipped
     assert any(str(mixed / "garbage.mrc") in s for s in skipped), skipped
-    engine("pick", "-m", data["model"], "--threads", "1", "--no-progress", "-o", tmp_path / "good.txt", good)
+    engine("pick", "--model", data["model"], "--threads", "1", "--no-progress", "-o", tmp_path / "good.txt", good)
     assert (tmp_path / "mixed.txt").read_text() == (tmp_path / "good.txt").read_text()
     assert sorted(read_coordinates(str(tmp_path / "mixed.txt")).image_names()) == \
         sorted(image_name(m) for m in data["mics"])
@@ -221,12 +221,12 @@ def test_paths_with_spaces_and_non_ascii_names_work_end_to_end(data, tmp_path):
                                                                                  "run.log"])
     model = base / "model ü" / "模型 1.pt"
     engine("train", "--train-images", pre, "--train-targets", base / "targets bin2 ü.star", "-n", 200,
-           "--particle-radius", RADIUS / SCALE, "-m", "conv31", "--threads", "1", "--epochs", 2, "--epoch-size", 5,
+           "--particle-radius", RADIUS / SCALE, "--arch", "conv31", "--threads", "1", "--epochs", 2, "--epoch-size", 5,
            "--no-progress", "-o", model)
     assert load_model(str(model))[1]["n_train_micrographs"] == 3
 
     picks = base / "out ü" / "picks 1.star"
-    engine("pick", "-m", model, "--threads", "1", "--no-progress", "--threshold=-inf", "--max-per-micrograph", 150,
+    engine("pick", "--model", model, "--threads", "1", "--no-progress", "--threshold=-inf", "--max-per-micrograph", 150,
            "-o", picks, mics)
     star = read_coordinates(str(picks))
     assert sorted(star.image_names()) == sorted(ODD_NAMES)
@@ -238,7 +238,7 @@ def test_paths_with_spaces_and_non_ascii_names_work_end_to_end(data, tmp_path):
     assert sorted(back.image_names()) == sorted(ODD_NAMES) and len(back) == len(star)
     assert sorted(os.listdir(base / "out ü" / "boxes ü")) == sorted(n + ".box" for n in ODD_NAMES)
 
-    p = engine("evaluate", picks, targets, "-r", RADIUS, "--plot", base / "out ü" / "pr ü.png")
+    p = engine("evaluate", picks, targets, "--match-radius", RADIUS, "--plot", base / "out ü" / "pr ü.png")
     result = json.loads(p.stdout)
     assert result["n_images"] == 4 and result["n_targets"] == len(coords) and result["ap"] > 0.05, result
     assert (base / "out ü" / "pr ü.png").stat().st_size > 1000
@@ -301,7 +301,7 @@ def test_tampered_model_files_are_refused(data, tmp_path):
     refused(tmp_path / "evil.pkl")
     assert not marker.exists()  # no code from the file ran
 
-    p = engine("pick", "-m", flipped, "-o", tmp_path / "p.txt", data["mics"][0], expect=2)
+    p = engine("pick", "--model", flipped, "-o", tmp_path / "p.txt", data["mics"][0], expect=2)
     assert "flipped.pt" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not (tmp_path / "p.txt").exists()
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from topazpu_core import options
 from topazpu_core.models import ARCHITECTURES, Classifier, score_map
 from topazpu_core.models.classifier import output_centres
 
@@ -34,6 +35,10 @@ def test_receptive_field_is_exact(arch):
         x3 = x.clone()
         x3[0, 0, centres[2], centres[2]] += 10.0  # centre pixel of output (2, 2)
         assert abs(float(m(x3)[0][2, 2] - base[2, 2])) > 1e-9
+
+
+def test_registry_builds_exactly_the_architectures_the_command_line_offers():
+    assert sorted(ARCHITECTURES) == sorted(options.ARCHITECTURES)
 
 
 def test_paper_conv31_shape():

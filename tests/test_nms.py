@@ -7,15 +7,15 @@ from topazpu_core.errors import TopazPuError
 from topazpu_core.nms import non_maximum_suppression
 
 
-def naive_nms(score, radius, threshold=-np.inf, candidates=None):
+def naive_nms(score, radius, threshold=-np.inf):
     """Greedy NMS in plain Python: visit pixels by (score desc, row-major index), keep a pixel
-    unless a kept one lies within distance <= radius. `candidates`: optional bool mask."""
+    unless a kept one lies within distance <= radius."""
     height, width = score.shape
     pixels = []
     for y in range(height):
         for x in range(width):
             s = score[y, x]
-            if np.isnan(s) or s < threshold or (candidates is not None and not candidates[y, x]):
+            if np.isnan(s) or s < threshold:
                 continue
             pixels.append((-float(s), y * width + x, y, x))
     pixels.sort()
@@ -60,17 +60,6 @@ def test_exact_keeps_a_flank_pixel_that_is_no_local_maximum():
     score = np.array([[9.0, 8.0, 7.0, 6.0, 5.0]])
     ys, xs, _ = non_maximum_suppression(score, 2)
     assert xs.tolist() == [0, 3]
-    ys, xs, _ = non_maximum_suppression(score, 2, method="peaks")
-    assert xs.tolist() == [0]
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("radius", [1, 3, 6])
-def test_peaks_equals_naive_over_local_maxima(seed, radius):
-    score = smooth_map(seed, quantise=4 if seed == 2 else None)
-    peaks = score >= ndi.maximum_filter(score, size=3, mode="constant", cval=-np.inf)
-    expected = naive_nms(score, radius, candidates=peaks)
-    assert as_list(non_maximum_suppression(score, radius, method="peaks")) == expected
 
 
 def test_picks_are_sorted_and_respect_radius():
@@ -136,8 +125,6 @@ def test_bad_arguments():
         non_maximum_suppression(np.zeros((3, 3, 3)), 2)
     with pytest.raises(TopazPuError):
         non_maximum_suppression(np.zeros((3, 3)), -1)
-    with pytest.raises(TopazPuError):
-        non_maximum_suppression(np.zeros((3, 3)), 1, method="maxpool")
     ys, xs, s = non_maximum_suppression(np.zeros((3, 3)), 1, threshold=1.0)
     assert ys.size == xs.size == s.size == 0
 

@@ -9,8 +9,8 @@ from topazpu_core.datasets import bundled_micrographs
 from topazpu_core.downsample import downsample
 from topazpu_core.errors import TopazPuError
 from topazpu_core.images import read_image
-from topazpu_core.normalize import (fit_dataset_gmm, normalize_arrays, preprocess_images,
-                                    sample_pixels)
+from topazpu_core.normalize import fit_dataset_gmm, normalize_arrays, sample_pixels
+from topazpu_core.preprocessing import preprocess_images
 
 TRUE_WEIGHTS = np.array([0.7, 0.3])
 TRUE_MU = np.array([1.0, -2.0])
@@ -231,7 +231,7 @@ def test_saved_dataset_fit_normalises_a_subset_exactly_as_the_full_run(tmp_path)
     bit for bit as the uninterrupted run did; a file outside the fit is refused by name."""
     import json
 
-    from topazpu_core.normalize import DatasetFit, fit_dataset
+    from topazpu_core.preprocessing import DatasetFit, fit_dataset
 
     paths = bundled_micrographs()
     full = {p["image_name"]: a for a, p in preprocess_images(paths, 2, progress=False)}

@@ -24,7 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-METHODS = ("PN", "NNPU", "GE-KL", "GE-binomial")
+from topazpu_core.options import OBJECTIVES
+
 DEFAULT_SLACK = {"GE-KL": 10.0, "GE-binomial": 1.0}
 
 
@@ -116,4 +117,4 @@ def pu_objective(method, pos, unl, pi, pi_u, slack=None, nnpu_beta=0.0, nnpu_gam
         return ge_kl_loss(pos, unl, pi_u, slack=slack)
     if method == "GE-binomial":
         return ge_binomial_loss(pos, unl, pi_u, slack=slack)
-    raise ValueError("unknown method %r (choose from %s)" % (method, ", ".join(METHODS)))
+    raise ValueError("unknown objective %r (choose from %s)" % (method, ", ".join(OBJECTIVES)))

@@ -1,23 +1,13 @@
 """Non-maximum suppression of a dense score map into particle picks.
 
-Two variants, both deterministic (priority = score descending, then row-major pixel index):
+Greedy NMS over *every* pixel at or above the threshold, deterministic (priority = score
+descending, then row-major pixel index), the semantics of Topaz's extraction: the highest
+remaining pixel is kept and every pixel within distance <= radius of it is removed, until no
+pixel is left. This can keep a pixel that is not a local maximum (a flank pixel just outside the
+radius of a stronger peak whose own neighbourhood was suppressed), which is what a naive
+reference implementation does.
 
-* ``method="exact"`` (default): greedy NMS over *every* pixel at or above the threshold, the
-  semantics of Topaz's extraction: the highest remaining pixel is kept and every pixel within
-  distance <= radius of it is removed, until no pixel is left. This can keep a pixel that is not
-  a local maximum (a flank pixel just outside the radius of a stronger peak whose own
-  neighbourhood was suppressed), which is what a naive reference implementation does.
-* ``method="peaks"``: only local maxima (pixels >= their 8 neighbours) are candidates, then the
-  same greedy suppression over those candidates: never a flank pick, so far fewer picks at low
-  thresholds (about 4x fewer on smooth random maps at threshold -inf), about 5 ms for 620x600.
-  Local maxima are taken over the 3x3 neighbourhood, not over the radius-disk: a disk-maximum
-  rule would drop a real peak B whenever a higher *flank* pixel of a stronger peak A lies within
-  the radius of B, even though A itself is farther than the radius (two touching particles).
-
-The default is "exact" because it equals the naive greedy reference on every map; choose
-"peaks" for cleaner picks at low thresholds.
-
-Both run the greedy step on chunks of the sorted candidates: a chunk's candidates that are
+It runs the greedy step on chunks of the sorted candidates: a chunk's candidates that are
 already suppressed are dropped with one vectorised mask look-up, the survivors are resolved
 among themselves with vectorised rounds on their small conflict matrix, and every kept pick
 stamps a precomputed disk into a padded suppression mask. Python work is per chunk, not per
@@ -26,13 +16,10 @@ pixel.
 import logging
 
 import numpy as np
-import scipy.ndimage as ndi
 
 from topazpu_core.errors import TopazPuError
 
 logger = logging.getLogger(__name__)
-
-METHODS = ("exact", "peaks")
 
 # Wanted number of not-yet-suppressed candidates per chunk (keeps the conflict matrix small).
 _TARGET_ALIVE = 64
@@ -66,12 +53,6 @@ def _priority_order(flat_scores):
         n = np.int64(values.size)
         order[pos] = np.sort(group.astype(np.int64) * n + order[pos]) % n
     return order
-
-
-def _local_maxima(score):
-    """Pixels >= each of their 8 neighbours (plateaus included); -inf never counts."""
-    neighbourhood_max = ndi.maximum_filter(score, size=3, mode="constant", cval=-np.inf)
-    return (score >= neighbourhood_max) & (score > -np.inf)
 
 
 def _greedy(ys, xs, shape, radius, max_picks):
@@ -149,7 +130,7 @@ def _resolve_chunk(ys, xs, r2):
 
 
 def non_maximum_suppression(
-    score_map, radius, threshold=-np.inf, max_picks=None, edge_margin=0, method="exact"
+    score_map, radius, threshold=-np.inf, max_picks=None, edge_margin=0
 ):
     """Greedy non-maximum suppression of a 2-D score map.
 
@@ -162,8 +143,6 @@ def non_maximum_suppression(
         max_picks: keep at most this many picks (the highest-scoring ones); None = no cap.
         edge_margin: pixels closer than this many pixels to the border (y < m, y > H-1-m,
             likewise x) are neither picked nor allowed to suppress anything.
-        method: "exact" (greedy over all pixels, Topaz's semantics, default) or "peaks"
-            (local maxima of the radius-disk only); see the module docstring.
 
     Returns:
         (ys, xs, scores): int64 row and column indices and float64 scores, sorted by
@@ -174,8 +153,6 @@ def non_maximum_suppression(
         raise TopazPuError("non-maximum suppression needs a 2-D score map, got shape %s" % (score.shape,))
     if not np.isfinite(radius) or radius < 0:
         raise TopazPuError("NMS radius must be a finite number >= 0, got %r" % (radius,))
-    if method not in METHODS:
-        raise TopazPuError("unknown NMS method %r (choose from %s)" % (method, ", ".join(METHODS)))
     if max_picks is not None and max_picks < 0:
         raise TopazPuError("max_picks must be >= 0, got %r" % (max_picks,))
     edge_margin = int(edge_margin)
@@ -196,8 +173,6 @@ def non_maximum_suppression(
         inner = np.zeros_like(valid)
         inner[edge_margin : height - edge_margin, edge_margin : width - edge_margin] = True
         valid &= inner
-    if method == "peaks":
-        valid &= _local_maxima(np.where(valid, score, -np.inf))
 
     flat_index = np.flatnonzero(valid.ravel())
     if flat_index.size == 0:

@@ -42,21 +42,16 @@ with values outside kept individually. The bin means carry the exact first momen
 variance quantisation error is below (bin width)^2 / 12, about 3e-5 sigma^2. EM then costs
 O(images x bins) per iteration, independent of the image size.
 """
-import dataclasses
 import logging
 import math
-import os
 
 import numpy as np
-from tqdm import tqdm
 
-from topazpu_core.downsample import downsample
 from topazpu_core.errors import TopazPuError
-from topazpu_core.images import image_name, read_image, read_pixel_size
+from topazpu_core.options import NORMALIZATIONS
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("gmm", "gmm-per-image", "affine")
 DEFAULT_SAMPLE = 100_000
 DEFAULT_BINS = 512
 DEFAULT_MAX_ITER = 300
@@ -282,7 +277,7 @@ def fit_dataset_gmm(samples, fit_scale=True, bins=DEFAULT_BINS, max_iter=DEFAULT
 # normalisation of arrays
 # ----------------------------------------------------------------------------------------------
 
-def _gmm_params(method, fit, k):
+def gmm_params(method, fit, k):
     alpha = float(fit["alpha"][k])
     mu, sigma, w = fit["mu"], fit["sigma"], fit["weights"]
     return {
@@ -318,17 +313,17 @@ def apply_params(image, params):
     return out
 
 
-def _check_method(method):
-    if method not in METHODS:
+def check_method(method):
+    if method not in NORMALIZATIONS:
         raise TopazPuError("unknown normalisation method %r (choose from %s)"
-                           % (method, ", ".join(METHODS)))
+                           % (method, ", ".join(NORMALIZATIONS)))
 
 
 def fit_params(arrays, method="gmm", seed=0, sample=DEFAULT_SAMPLE, bins=DEFAULT_BINS,
                samples=None):
     """Normalisation parameters for each array (see normalize_arrays). `samples` may give the
     pixel samples directly (then `arrays` is only used by "affine")."""
-    _check_method(method)
+    check_method(method)
     if method == "affine":
         return [_affine_params(a) for a in arrays]
     if samples is None:
@@ -336,8 +331,8 @@ def fit_params(arrays, method="gmm", seed=0, sample=DEFAULT_SAMPLE, bins=DEFAULT
         samples = [sample_pixels(a, sample, rng) for a in arrays]
     if method == "gmm":
         fit = fit_dataset_gmm(samples, fit_scale=True, bins=bins)
-        return [_gmm_params(method, fit, k) for k in range(len(samples))]
-    return [_gmm_params(method, fit_dataset_gmm([s], fit_scale=False, bins=bins), 0)
+        return [gmm_params(method, fit, k) for k in range(len(samples))]
+    return [gmm_params(method, fit_dataset_gmm([s], fit_scale=False, bins=bins), 0)
             for s in samples]
 
 
@@ -351,153 +346,3 @@ def normalize_arrays(arrays, method="gmm", seed=0, sample=DEFAULT_SAMPLE, bins=D
     arrays = [np.asarray(a) for a in arrays]
     params = fit_params(arrays, method=method, seed=seed, sample=sample, bins=bins)
     return [apply_params(a, p) for a, p in zip(arrays, params)], params
-
-
-# ----------------------------------------------------------------------------------------------
-# files: read, downsample, normalise
-# ----------------------------------------------------------------------------------------------
-
-def _load(path, scale, workers):
-    image = read_image(path)
-    if scale != 1:
-        image = downsample(image, scale, workers=workers)
-    return image
-
-
-def _describe(path, scale, image):
-    pixel = read_pixel_size(path)
-    return {
-        "image_name": image_name(path),
-        "source": os.path.abspath(path),
-        "shape": [int(image.shape[0]), int(image.shape[1])],
-        "pixel_size": pixel * scale if pixel is not None else None,
-    }
-
-
-@dataclasses.dataclass
-class DatasetFit:
-    """The data-set mixture of a set of micrograph files (the first pass of "gmm" preprocessing).
-
-    paths: the readable files in order; fit["alpha"][k] is the scale of paths[k]. skipped:
-    (path, reason) of the unreadable ones. cache: downsampled images kept from the first pass
-    (path -> array; not saved). `to_json`/`from_json` let an interrupted run reuse the fit.
-    """
-    paths: list
-    fit: dict
-    skipped: list
-    cache: dict = dataclasses.field(default_factory=dict, repr=False)
-
-    def to_json(self):
-        fit = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.fit.items()}
-        return {"paths": list(self.paths), "fit": fit, "skipped": [list(s) for s in self.skipped]}
-
-    @classmethod
-    def from_json(cls, d):
-        fit = {k: (np.asarray(v, dtype=np.float64) if isinstance(v, list) else v) for k, v in d["fit"].items()}
-        return cls(list(d["paths"]), fit, [tuple(s) for s in d["skipped"]])
-
-
-def _loader(scale, workers, skipped):
-    """-> load(path): the downsampled image, or None (logged, appended to `skipped`) if unreadable.
-    With skipped=None an unreadable file raises TopazPuError."""
-    def load(path):
-        if skipped is None:
-            return _load(path, scale, workers)
-        try:
-            return _load(path, scale, workers)
-        except TopazPuError as e:
-            logger.warning("skipping %s", e)
-            skipped.append((path, str(e)))
-            return None
-    return load
-
-
-def _check_scale(scale):
-    scale = float(scale)
-    if not math.isfinite(scale) or scale < 1:
-        raise TopazPuError("downsampling scale must be >= 1, got %g" % scale)
-    return scale
-
-
-def fit_dataset(paths, scale, seed=0, sample=DEFAULT_SAMPLE, bins=DEFAULT_BINS, progress=True,
-                cache_bytes=2 ** 29, workers=-1, skip_unreadable=True):
-    """First pass of "gmm" preprocessing: read, downsample and sample every file, fit the data-set
-    mixture -> DatasetFit (None if no file is readable). Up to `cache_bytes` of downsampled
-    images are kept for the second pass. The sample is drawn from np.random.default_rng(seed),
-    image by image in the given order."""
-    scale = _check_scale(scale)
-    skipped = [] if skip_unreadable else None
-    load = _loader(scale, workers, skipped)
-    rng = np.random.default_rng(seed)
-    readable, cache, samples, used = [], {}, [], 0
-    for path in tqdm([os.fspath(p) for p in paths], desc="sample", unit="image", disable=None if progress else True):
-        image = load(path)
-        if image is None:
-            continue
-        readable.append(path)
-        samples.append(sample_pixels(image, sample, rng))
-        if used + image.nbytes <= cache_bytes:
-            cache[path] = image
-            used += image.nbytes
-    if not readable:
-        return None
-    fit = fit_dataset_gmm(samples, fit_scale=True, bins=bins)
-    logger.info("data-set mixture: weights %s, mu %s, sigma %s, %d iterations",
-                np.round(fit["weights"], 4).tolist(), np.round(fit["mu"], 4).tolist(),
-                np.round(fit["sigma"], 4).tolist(), fit["n_iter"])
-    return DatasetFit(readable, fit, skipped or [], cache)
-
-
-def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
-                      bins=DEFAULT_BINS, progress=True, cache_bytes=2 ** 29, workers=-1, skipped=None,
-                      dataset_fit=None):
-    """Read, Fourier-downsample by `scale` and normalise micrographs; yield (array, params).
-
-    Arrays are float32 of shape (floor(H / scale), floor(W / scale)). params is the
-    normalisation dict of normalize_arrays plus image_name, source (absolute path), shape
-    [h, w] and pixel_size (input pixel size x scale, or None).
-
-    "gmm" needs every image's sample before it can normalise any image: a first pass
-    (`fit_dataset`) reads, downsamples and samples all images, then the fit, then the second
-    pass yields. The other methods stream in one pass. `dataset_fit` (a DatasetFit of a larger
-    or equal set of files, e.g. saved by an interrupted run) replaces the first pass: only the
-    given `paths` are yielded, each normalised exactly as in the run that made the fit.
-
-    skipped: None (an unreadable micrograph raises TopazPuError), or a list that receives
-    (path, reason) for every micrograph that cannot be read; those are logged and left out, and
-    the rest are processed as if they had been given alone. Each file is read once per pass.
-    """
-    _check_method(method)
-    scale = _check_scale(scale)
-    paths = [os.fspath(p) for p in paths]
-    disable = None if progress else True
-    load = _loader(scale, workers, skipped)
-    if method != "gmm":
-        rng = np.random.default_rng(seed)
-        for path in tqdm(paths, desc="preprocess", unit="image", disable=disable):
-            image = load(path)
-            if image is None:
-                continue
-            samples = None if method == "affine" else [sample_pixels(image, sample, rng)]
-            params = fit_params([image], method=method, bins=bins, samples=samples)[0]
-            params.update(_describe(path, scale, image))
-            yield apply_params(image, params), params
-        return
-    if dataset_fit is None:
-        dataset_fit = fit_dataset(paths, scale, seed=seed, sample=sample, bins=bins, progress=progress,
-                                  cache_bytes=cache_bytes, workers=workers, skip_unreadable=skipped is not None)
-        if dataset_fit is None:
-            return
-    index = {p: k for k, p in enumerate(dataset_fit.paths)}
-    if skipped is not None:
-        skipped += [s for s in dataset_fit.skipped if s not in skipped and s[0] in set(paths)]
-    unknown = [p for p in paths if p not in index and p not in {s[0] for s in dataset_fit.skipped}]
-    if unknown:
-        raise TopazPuError("%s: not among the %d files of the data-set fit" % (unknown[0], len(index)))
-    for path in tqdm([p for p in paths if p in index], desc="normalise", unit="image", disable=disable):
-        image = dataset_fit.cache.pop(path, None)
-        if image is None:
-            image = _load(path, scale, workers)
-        params = _gmm_params(method, dataset_fit.fit, index[path])
-        params.update(_describe(path, scale, image))
-        yield apply_params(image, params), params

@@ -83,7 +83,7 @@ class PickJournal:
                          score=np.asarray(score, np.float64), shape=np.asarray(shape, np.int64))
 
     def load_fit(self):
-        from topazpu_core.normalize import DatasetFit
+        from topazpu_core.preprocessing import DatasetFit
 
         path = os.path.join(self.folder, "fit.json")
         if not os.path.isfile(path):

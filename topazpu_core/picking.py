@@ -10,11 +10,10 @@ import os
 from typing import Optional
 
 import numpy as np
-import torch
 
 from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
-from topazpu_core.models import ORIENTATIONS, score_map
+from topazpu_core.models import score_map
 from topazpu_core.nms import non_maximum_suppression
 
 logger = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ def pick_raw_files(model, metadata, paths, options: PickOptions, seed=0, progres
     -> (Coordinates, {image_name: raw shape}, [(skipped path, reason)]).
     """
     from topazpu_core.images import image_shape
-    from topazpu_core.normalize import fit_dataset, preprocess_images
+    from topazpu_core.preprocessing import fit_dataset, preprocess_images
 
     scale = float(metadata.get("scale", 1.0))
     method = metadata.get("normalization", "gmm")
@@ -151,81 +150,3 @@ def pick_preprocessed_files(model, paths, options: PickOptions, factor=1.0, prog
     coords, shapes = _pick_files(model, paths, todo_images, options, factor, journal, progress)
     require_some_picked(paths, shapes, skipped)
     return coords, shapes, skipped
-
-
-def set_threads(threads):
-    if threads and threads > 0:
-        torch.set_num_threads(int(threads))
-
-
-def resolve_threshold(value, metadata):
-    """'auto' -> the model's suggested threshold (from its validation curve); else a float logit."""
-    if value is None or str(value) == "auto":
-        return float(metadata.get("threshold", 0.0))
-    try:
-        return float(value)
-    except ValueError:
-        raise TopazPuError("threshold %r: a number (logit) or 'auto'" % (value,))
-
-
-def add_pick_args(p, frame):
-    """Options shared by `extract` and `pick`; lengths are in px of the `frame` micrographs."""
-    p.add_argument("-m", "--model", required=True, help="model file written by `topazpu train`")
-    p.add_argument("-r", "--radius", type=float,
-                   help="NMS radius, px of the %s micrographs (default: the model's particle radius)" % frame)
-    p.add_argument("-t", "--threshold", default="auto",
-                   help="keep picks with logit >= THRESHOLD, or 'auto' = the model's validated max-F1 threshold "
-                        "(default: auto); --threshold=-inf keeps every peak")
-    p.add_argument("--max-per-micrograph", type=int, help="keep at most N best picks per micrograph (default: all)")
-    p.add_argument("--edge-margin", type=float,
-                   help="no picks closer than this to the border, px of the %s micrographs "
-                        "(default: the model's, half the particle radius)" % frame)
-    p.add_argument("--dense", action="store_true",
-                   help="exact per-pixel scoring by shift-and-stitch (stride^2 slower; default: strided + upsampling)")
-    p.add_argument("--orientations", type=int, choices=ORIENTATIONS, default=4,
-                   help="average the logits over this many orientations of each micrograph: 1, 4 (rotations "
-                        "by 90 degrees; what training validates) or 8 (and their mirror images); scoring "
-                        "time grows in proportion (default: 4; 1 is about 0.01-0.03 lower AP)")
-    p.add_argument("--format", default="auto", help="output format: coord, star, box, json, csv, cs (default: by -o)")
-    p.add_argument("--boxsize", type=int, help="box size for box output, px of the output frame")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: 0 = torch's choice)")
-    p.add_argument("-d", "--device", type=int, default=-1, help="GPU index, -1 for CPU (default: -1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-o", "--output", required=True, help="output coordinates (TSV image_name x_coord y_coord score)")
-    p.add_argument("micrographs", nargs="+", help="micrographs: files, directories, globs or @list")
-
-
-def options_from_args(args, metadata, scale=1.0):
-    """PickOptions from the command line, defaults from the model (scaled to the frame of -r)."""
-    return PickOptions(
-        radius=args.radius if args.radius is not None else float(metadata["particle_radius"]) * scale,
-        threshold=resolve_threshold(args.threshold, metadata), max_picks=args.max_per_micrograph,
-        edge_margin=args.edge_margin if args.edge_margin is not None else float(metadata.get("edge_margin", 0)) * scale,
-        dense=args.dense, orientations=args.orientations)
-
-
-def open_journal(args, command, options, extra=None):
-    """The PickJournal of this command line's run (resumes an interrupted identical run)."""
-    import dataclasses as dc
-
-    from topazpu_core import __version__
-    from topazpu_core.images import list_images
-    from topazpu_core.pick_journal import PickJournal, file_sha256
-
-    key = {"command": command, "version": __version__, "model_sha256": file_sha256(args.model),
-           "options": dc.asdict(options), "micrographs": [os.path.abspath(p) for p in list_images(args.micrographs)]}
-    key.update(extra or {})
-    return PickJournal(args.output, key)
-
-
-def write_picks(coords, args, shapes, skipped=(), journal=None):
-    from topazpu_core.coordinates import write_coordinates
-
-    write_coordinates(coords, args.output, fmt=args.format, box_size=args.boxsize, image_shapes=shapes)
-    if journal is not None:
-        journal.finish()
-    n_mics = len(shapes)
-    print("%d particles on %d micrographs (%.1f per micrograph) -> %s"
-          % (len(coords), n_mics, len(coords) / max(n_mics, 1), args.output))
-    for path, reason in skipped:
-        print("skipped: %s" % reason)

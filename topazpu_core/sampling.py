@@ -35,7 +35,7 @@ def unlabelled_positive_fraction(pi, labelled_fraction):
     if labelled_fraction >= pi:
         raise TopazPuError(
             "the labels already cover %.4g of all pixels, at least the expected positive fraction pi = %.4g: "
-            "raise -n/--pi or use --method PN" % (labelled_fraction, pi))
+            "raise -n/--pi or use --objective PN" % (labelled_fraction, pi))
     return (pi - labelled_fraction) / (1.0 - labelled_fraction)
 
 

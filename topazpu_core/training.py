@@ -21,7 +21,8 @@ from topazpu_core.atomic import atomic_write
 from topazpu_core.checkpoint import (latest_checkpoint, load_checkpoint, save_checkpoint, save_model)
 from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
-from topazpu_core.losses import METHODS, autoencoder_loss, pu_objective
+from topazpu_core.losses import autoencoder_loss, pu_objective
+from topazpu_core.options import OBJECTIVES
 from topazpu_core.models import Classifier, Decoder
 from topazpu_core.sampling import (TileSampler, disk_pixels, labelled_pixel_count, pi_from_particles,
                                    unlabelled_positive_fraction)
@@ -137,8 +138,8 @@ class Trainer:
     """Holds the model, optimiser and data for one training run."""
 
     def __init__(self, config: TrainConfig, train: List[Micrograph], val: List[Micrograph], device=None):
-        if config.method not in METHODS:
-            raise TopazPuError("unknown --method %r (choose from %s)" % (config.method, ", ".join(METHODS)))
+        if config.method not in OBJECTIVES:
+            raise TopazPuError("unknown --objective %r (choose from %s)" % (config.method, ", ".join(OBJECTIVES)))
         self.config, self.train, self.val = config, train, val
         n_labels = sum(len(m.x) for m in train)
         if n_labels == 0:
@@ -151,7 +152,7 @@ class Trainer:
                                % (config.label_radius, config.architecture, rf))
         if config.label_radius < self.model.stride / math.sqrt(2):
             logger.warning("label radius %g px < stride %d / sqrt(2): some labelled particles cover no output "
-                           "position of the network; use -r %d or more", config.label_radius, self.model.stride,
+                           "position of the network; use --label-radius %d or more", config.label_radius, self.model.stride,
                            math.ceil(self.model.stride / math.sqrt(2)))
         self.ae_weight = autoencoder_weight(config.autoencoder, n_labels)
         self.decoder = Decoder(self.model.features.out_channels, self.model.stride) if self.ae_weight > 0 else None
@@ -364,10 +365,9 @@ def load_micrographs(image_spec, targets_path):
     the images' folder (written by `topazpu preprocess`) supplies the scale and normalisation.
     float32 MRC images are memory-mapped (images.open_image_lazy), not read into memory.
     """
-    import json
-
     from topazpu_core.coordinates import drop_outside, match_image_names, read_coordinates
     from topazpu_core.images import image_name, list_images, open_image_lazy
+    from topazpu_core.preprocessing import read_preprocess_record
 
     paths = list_images(image_spec)
     if not paths:
@@ -380,9 +380,7 @@ def load_micrographs(image_spec, targets_path):
     coords = drop_outside(coords, {n: im.shape for n, im in images.items()}, targets_path)
     info = {}
     folder = os.path.dirname(os.path.abspath(paths[0]))
-    meta_path = os.path.join(folder, "preprocess.json")
-    if os.path.isfile(meta_path):
-        with open(meta_path) as f:
-            pre = json.load(f)
+    pre = read_preprocess_record(folder)
+    if pre is not None:
         info = {"scale": float(pre.get("scale", 1.0)), "normalization": pre.get("method", "gmm")}
     return micrographs_from(images, coords, targets_path), info

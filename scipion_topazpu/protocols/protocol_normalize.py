@@ -11,8 +11,7 @@ from pwem.objects import SetOfMicrographs
 from pwem.protocols import ProtPreprocessMicrographs
 
 from .. import convert
-from ..constants import (NORMALIZATIONS, NORM_GMM, NORM_ATTR, SET_SCALE_ATTR, SET_METHOD_ATTR,
-                         PREPROCESS_JSON)
+from ..constants import NORMALIZATIONS, NORM_GMM, NORM_ATTR, SET_SCALE_ATTR, SET_METHOD_ATTR
 from . import protocol_base as base
 
 
@@ -129,12 +128,12 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
 
     def _readRecords(self):
         """image name -> (batch dir, per-micrograph record) over all batch folders."""
+        from topazpu_core.preprocessing import read_preprocess_record
         records = {}
         extra = self._getExtraPath()
         for entry in sorted(os.listdir(extra)):
-            path = os.path.join(extra, entry, PREPROCESS_JSON)
-            if entry.startswith('batch_') and os.path.exists(path):
-                data = convert.readPreprocessRecord(path)
+            data = read_preprocess_record(os.path.join(extra, entry)) if entry.startswith('batch_') else None
+            if data is not None:
                 for name, info in data.get('images', {}).items():
                     records[name] = (os.path.join(extra, entry), info)
         return records

@@ -10,13 +10,10 @@ from pwem.protocols import ProtParticlePickingAuto
 from pwem.protocols.protocol_particles_picking import ProtParticlePickingOutput
 
 from .. import convert
-from ..constants import THRESHOLD_MODEL, THRESHOLD_EXPLICIT, BOX_FACTOR
-from ..estimates import boxSizeFromDiameter
+from ..constants import THRESHOLD_MODEL, THRESHOLD_EXPLICIT, BOX_FACTOR, ORIENTATIONS
+from ..estimates import boxSizeFromDiameterPx, particleRadiusPx
 from . import protocol_base as base
 
-# the engine's topazpu_core.models.ORIENTATIONS, not imported: that would load torch whenever
-# Scipion lists the protocols (the plugin imports the engine only inside steps)
-ORIENTATIONS = (1, 4, 8)
 ORIENTATION_CHOICES = ['1', '4 rotations', '8 rotations and flips']
 
 
@@ -229,27 +226,26 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         return model.getThreshold() if model is not None else None
 
     def getParticleDiameterPx(self):
-        """Particle diameter in px of the input micrographs, or None if unknown."""
-        mics = self.getInputMicrographs()
+        """Particle diameter in px of the input micrographs, or None if unknown: the form's
+        diameter (A) at their sampling rate, else the model's particle radius in the raw frame."""
         if self.particleDiameter.get():
-            return self.particleDiameter.get() / mics.getSamplingRate()
+            return 2.0 * particleRadiusPx(self.particleDiameter.get(), self.getInputMicrographs().getSamplingRate())
         model = self.getModel()
-        if model is not None and model.getParticleRadius():
-            return 2.0 * model.getParticleRadius() * model.getScale()
-        return None
+        radiusPx = model.getParticleRadiusPx('raw') if model is not None else None
+        return 2.0 * radiusPx if radiusPx else None
 
     def getBoxSize(self):
         if self.boxSize.get():
             return self.boxSize.get()
         diameter = self.getParticleDiameterPx()
         if diameter:
-            return boxSizeFromDiameter(diameter, 1.0)
+            return boxSizeFromDiameterPx(diameter)
         return 64
 
     def _getEngineArgs(self):
-        args = ['-m %s' % base.quote(os.path.abspath(self.getModel().getPath()))]
+        args = ['--model %s' % base.quote(os.path.abspath(self.getModel().getPath()))]
         if self.particleDiameter.get():
-            args.append('-r %g' % (self.getParticleDiameterPx() / 2.0))
+            args.append('--nms-radius %g' % (self.getParticleDiameterPx() / 2.0))
         threshold = self.getThresholdValue()
         args.append('-t %s' % ('auto' if threshold is None else '%g' % threshold))
         if self.maxPerMicrograph.get():

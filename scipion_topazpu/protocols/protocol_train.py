@@ -314,14 +314,14 @@ class TopazPuProtTrain(ProtParticles):
             args.append('--pi %g' % self.pi.get())
         else:
             args.append('-n %d' % self.getNumParticles())
-        args += ['--method %s' % OBJECTIVES[self.method.get()],
-                 '--model %s' % ARCHITECTURES[self.architecture.get()],
+        args += ['--objective %s' % OBJECTIVES[self.method.get()],
+                 '--arch %s' % ARCHITECTURES[self.architecture.get()],
                  '--units %d' % self.units.get(),
-                 '-r %d' % self.labelRadius.get(),
+                 '--label-radius %d' % self.labelRadius.get(),
                  '--epochs %d' % self.epochs.get(),
                  '--seed %d' % self.seed.get(),
                  '--scale %g' % self.getScale(),
-                 '--particle-radius %.4g' % self.getParticleRadiusPx(),
+                 '--particle-radius %r' % float(self.getParticleRadiusPx()),
                  '--no-progress']
         if self.epochSize.get():
             args.append('--epoch-size %d' % self.epochSize.get())

@@ -56,7 +56,18 @@ def test_protocol_forms_build_and_document_every_parameter():
 
 def test_plugin_variables_unique_and_python():
     assert TOPAZPU_PYTHON in scipion_topazpu.Plugin.getVars()
-    assert all(v.startswith('TOPAZPU_') for v in scipion_topazpu.Plugin.getVars() if 'TOPAZPU' in v)
+
+    class Recorder(scipion_topazpu.Plugin):  # the names our plugin defines, not all plugins' (shared dict)
+        names = []
+
+        @classmethod
+        def _defineVar(cls, name, *args, **kwargs):
+            cls.names.append(name)
+
+    Recorder._defineVariables()
+    assert TOPAZPU_PYTHON in Recorder.names
+    assert all(v.startswith('TOPAZPU_') for v in Recorder.names), Recorder.names
+    assert set(Recorder.names) <= set(scipion_topazpu.Plugin.getVars())
     assert os.path.exists(scipion_topazpu.Plugin.getPython())
     assert scipion_topazpu.Plugin.validateInstallation() == []
 

@@ -232,7 +232,7 @@ class TestPickOnSlurm(BaseTest):
         write_coordinates(read_coordinates(datasets.bundled_particles()).scaled(1 / common.SCALE), targets)
         model = os.path.join(work, 'model.pt')
         engine('train', '--train-images', pre, '--train-targets', targets, '-n', 200, '--particle-radius',
-               datasets.BUNDLED_PARTICLE_DIAMETER / 2 / common.SCALE, '-m', 'conv31', '--epochs', 2,
+               datasets.BUNDLED_PARTICLE_DIAMETER / 2 / common.SCALE, '--arch', 'conv31', '--epochs', 2,
                '--epoch-size', 5, '--threads', 1, '--no-progress', '-o', model)
         return model
 

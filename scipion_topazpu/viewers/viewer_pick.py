@@ -5,14 +5,14 @@ import numpy as np
 from pyworkflow.viewer import DESKTOP_TKINTER, Viewer
 
 from .. import convert
-from ..constants import BOX_FACTOR
+from ..estimates import diameterPxFromBoxSize
 from ..protocols import TopazPuProtPick
 from .common import PngView
 
 
 def _radius(coordSet):
     """Circle radius (px): the particle radius implied by the box size."""
-    return max(2.0, (coordSet.getBoxSize() or 32) / (2.0 * BOX_FACTOR))
+    return max(2.0, diameterPxFromBoxSize(coordSet.getBoxSize() or 32) / 2.0)
 
 
 def writePickOverlays(coordSet, outDir, maxMicrographs=None, threshold=None, radius=None, micrographs=None):

@@ -1,7 +1,7 @@
 """Wizards for particle sizes: box size and particle diameter."""
 from pwem.wizards import EmWizard
 
-from ..estimates import boxSizeFromDiameter, diameterFromBoxSize
+from ..estimates import boxSizeFromDiameterPx, diameterFromBoxSize
 from ..protocols import TopazPuProtPick, TopazPuProtTrain
 
 
@@ -18,7 +18,7 @@ class TopazPuPickBoxSizeWizard(EmWizard):
         if not diameterPx:
             form.showWarning('Give the particle diameter (A), or a model that records it.')
             return
-        form.setVar('boxSize', boxSizeFromDiameter(diameterPx, 1.0))
+        form.setVar('boxSize', boxSizeFromDiameterPx(diameterPx))
 
 
 class TopazPuTrainDiameterWizard(EmWizard):

@@ -44,9 +44,9 @@ def add_args(parser):
     tr.add_argument("-t", "--threshold", type=float, default=None,
                     help="keep coordinates with score >= THRESHOLD (default: keep all)")
     tr.add_argument("-s", "--down-scale", type=float, default=1.0, metavar="DOWN",
-                    help="divide coordinates by this factor (default: 1)")
+                    help="divide coordinates by this factor: input pixels per output pixel (default: 1)")
     tr.add_argument("-x", "--up-scale", type=float, default=1.0, metavar="UP",
-                    help="multiply coordinates by this factor (default: 1)")
+                    help="multiply coordinates by this factor: output pixels per input pixel (default: 1)")
 
 
 def read_image_shapes(image_dir):

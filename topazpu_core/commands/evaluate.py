@@ -1,7 +1,7 @@
 """Compare scored picks with reference particles: precision-recall curve, average precision, best F1.
 
 Each pick may match one reference particle (target) on the same micrograph at a distance
-<= the assignment radius, and each target at most one pick; higher-scoring picks are matched
+<= the match radius (--match-radius), and each target at most one pick; higher-scoring picks are matched
 first (a later pick may still match when earlier ones can move to other targets in range).
 Average precision = sum over distinct score thresholds of precision x recall increment, with
 recall over ALL targets of the evaluated micrographs. Best F1 is reported with its threshold
@@ -13,8 +13,8 @@ Micrographs: --images target (default; picks on other micrographs are ignored), 
 or union. Pick image names are matched to the targets' by base name when they differ.
 
 Examples:
-  topazpu evaluate picks.txt particles.star -r 16
-  topazpu evaluate picks.txt particles.txt -r 16 --plot pr.png --table pr.tsv
+  topazpu evaluate picks.txt particles.star --match-radius 16
+  topazpu evaluate picks.txt particles.txt --match-radius 16 --plot pr.png --table pr.tsv
 """
 import json
 import logging
@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 def add_args(parser):
     parser.add_argument("picks", metavar="PICKS", help="picked coordinates with a score per pick")
     parser.add_argument("targets", metavar="TARGETS", help="reference coordinates (scores ignored)")
-    parser.add_argument("-r", "--assignment-radius", type=float, required=True, metavar="R",
-                        help="a pick within this distance (pixels, <= R) of a target can match it (required)")
+    parser.add_argument("--match-radius", type=float, required=True, metavar="R",
+                        help="a pick within this distance (px of the coordinates, <= R) of a target can match it "
+                             "(required)")
     parser.add_argument("--images", choices=IMAGE_MODES, default="target",
                         help="micrographs evaluated: those with targets, with picks, or both (default: target)")
     parser.add_argument("--from", dest="from_format", choices=("auto",) + FORMATS, default="auto",
@@ -89,9 +90,9 @@ def main(args):
         raise TopazPuError("%s: %d of %d picks have no score; evaluation ranks picks by score"
                            % (args.picks, int(missing.sum()), len(picks)))
     picks = align_pick_names(picks, targets.image_names(), args.picks, args.images)
-    result = evaluate(picks, targets, args.assignment_radius, images=args.images)
+    result = evaluate(picks, targets, args.match_radius, images=args.images)
     curve = result.pop("curve")
-    result.update({"assignment_radius": args.assignment_radius, "images": args.images,
+    result.update({"match_radius": args.match_radius, "images": args.images,
                    "picks": os.fspath(args.picks), "targets": os.fspath(args.targets)})
     if args.table:
         write_table(curve, args.table)

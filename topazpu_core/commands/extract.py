@@ -9,25 +9,28 @@ is written, and the same command run again picks only the micrographs still miss
 different model, options or micrograph list starts afresh).
 
 example:
-  topazpu extract -m model.pt -t auto -o picks.txt pre/*.mrc
+  topazpu extract --model model.pt -t auto -o picks.txt pre/*.mrc
 """
-from topazpu_core.picking import add_pick_args, write_picks
+from topazpu_core.commands.pick_common import (add_pick_args, open_journal, options_from_args, set_threads,
+                                               write_picks)
 
 
 def add_args(p):
     add_pick_args(p, "preprocessed")
-    p.add_argument("-x", "--up-scale", type=float, default=1.0, help="multiply output coordinates (default: 1)")
-    p.add_argument("-s", "--down-scale", type=float, default=1.0, help="divide output coordinates (default: 1)")
+    p.add_argument("-x", "--up-scale", type=float, default=1.0,
+                   help="multiply output coordinates by this factor: output pixels per input pixel (default: 1)")
+    p.add_argument("-s", "--down-scale", type=float, default=1.0,
+                   help="divide output coordinates by this factor: input pixels per output pixel (default: 1)")
 
 
 def main(args):
     from topazpu_core.checkpoint import load_model, torch_device
     from topazpu_core.images import list_images
-    from topazpu_core.picking import open_journal, options_from_args, pick_preprocessed_files, set_threads
+    from topazpu_core.picking import pick_preprocessed_files
 
     set_threads(args.threads)
     model, meta = load_model(args.model, device=torch_device(args.device))
-    options = options_from_args(args, meta)
+    options = options_from_args(args, meta, "preprocessed")
     factor = args.up_scale / args.down_scale
     journal = open_journal(args, "extract", options, {"factor": factor})
     coords, shapes, skipped = pick_preprocessed_files(model, list_images(args.micrographs), options, factor=factor,

@@ -10,9 +10,10 @@ is written, and the same command run again picks only the micrographs still miss
 different model, options or micrograph list starts afresh).
 
 example:
-  topazpu pick -m model.pt -o picks.star raw/*.mrc
+  topazpu pick --model model.pt -o picks.star raw/*.mrc
 """
-from topazpu_core.picking import add_pick_args, write_picks
+from topazpu_core.commands.pick_common import (add_pick_args, open_journal, options_from_args, set_threads,
+                                               write_picks)
 
 
 def add_args(p):
@@ -23,11 +24,11 @@ def add_args(p):
 def main(args):
     from topazpu_core.checkpoint import load_model, torch_device
     from topazpu_core.images import list_images
-    from topazpu_core.picking import open_journal, options_from_args, pick_raw_files, set_threads
+    from topazpu_core.picking import pick_raw_files
 
     set_threads(args.threads)
     model, meta = load_model(args.model, device=torch_device(args.device))
-    options = options_from_args(args, meta, scale=float(meta.get("scale", 1.0)))
+    options = options_from_args(args, meta, "raw")
     journal = open_journal(args, "pick", options, {"seed": args.seed})
     coords, shapes, skipped = pick_raw_files(model, meta, list_images(args.micrographs), options, seed=args.seed,
                                              progress=not args.no_progress, journal=journal)

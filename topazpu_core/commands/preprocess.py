@@ -16,22 +16,18 @@ examples:
   topazpu preprocess -s 2.5 --method gmm-per-image -o processed/ raw/
   topazpu preprocess -s 4 --affine -o processed/ micrographs.txt
 """
-import json
 import logging
 import os
 import sys
 
 from topazpu_core import __version__
-from topazpu_core.atomic import atomic_path, atomic_write
 from topazpu_core.errors import TopazPuError
-from topazpu_core.images import image_name, list_images, write_mrc
-from topazpu_core.normalize import DEFAULT_SAMPLE, METHODS, preprocess_images
+from topazpu_core.images import list_images
+from topazpu_core.normalize import DEFAULT_SAMPLE
+from topazpu_core.options import NORMALIZATIONS
+from topazpu_core.preprocessing import MIN_SAMPLE, OUTPUT_FORMATS, preprocess_to_directory
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_FORMATS = ("mrc", "tiff")
-MIN_SAMPLE = 1000
-_FORMAT_EXTENSIONS = {"mrc": ".mrc", "tiff": ".tiff"}
 
 
 def add_args(parser):
@@ -49,7 +45,7 @@ def add_args(parser):
         help="output directory, created when missing (default: none, required)")
     norm = parser.add_argument_group("normalisation")
     norm.add_argument(
-        "--method", choices=METHODS, default="gmm",
+        "--method", choices=NORMALIZATIONS, default="gmm",
         help="gmm: one data-set mixture with per-micrograph scale; gmm-per-image: one "
              "mixture per micrograph; affine: (x - mean) / std (default: gmm)")
     norm.add_argument(
@@ -65,94 +61,6 @@ def add_args(parser):
     parser.add_argument(
         "--format", choices=OUTPUT_FORMATS, default="mrc",
         help="output image format, float32 either way (default: mrc)")
-
-
-def _flat_row(name, params):
-    """One TSV row: image, geometry, then the fitted numbers with list entries numbered."""
-    row = {
-        "image_name": name,
-        "source": params["source"],
-        "height": params["shape"][0],
-        "width": params["shape"][1],
-        "pixel_size": "" if params["pixel_size"] is None else params["pixel_size"],
-        "x_center": params["x_center"],
-        "x_scale": params["x_scale"],
-    }
-    for key in ("alpha", "mean", "std"):
-        if key in params:
-            row[key] = params[key]
-    if "weights" in params:
-        for c in range(len(params["weights"])):
-            row["weight_%d" % c] = params["weights"][c]
-            row["mu_%d" % c] = params["mu"][c]
-            row["sigma_%d" % c] = params["sigma"][c]
-    return row
-
-
-def _format_value(v):
-    if isinstance(v, float):
-        return "%.9g" % v
-    return str(v)
-
-
-def _write_image(path, array, pixel_size, fmt):
-    if fmt == "mrc":
-        write_mrc(path, array, pixel_size=pixel_size)
-    else:
-        import tifffile
-        with atomic_path(path) as tmp:
-            tifffile.imwrite(tmp, array)
-
-
-def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
-                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True):
-    """Preprocess micrographs into `output`; return the metadata dict written as JSON."""
-    if fmt not in OUTPUT_FORMATS:
-        raise TopazPuError("unknown output format %r (choose from %s)"
-                           % (fmt, ", ".join(OUTPUT_FORMATS)))
-    names = {}
-    for p in paths:
-        names.setdefault(image_name(p), []).append(p)
-    clashes = {n: ps for n, ps in names.items() if len(ps) > 1}
-    if clashes:
-        n, ps = sorted(clashes.items())[0]
-        raise TopazPuError("%s: %d micrographs share the image name %r (%s); output names must "
-                           "be unique" % (ps[0], len(ps), n, ", ".join(ps[1:3])))
-    os.makedirs(output, exist_ok=True)
-    ext = _FORMAT_EXTENSIONS[fmt]
-    for p in paths:
-        target = os.path.join(output, image_name(p) + ext)
-        if os.path.exists(target) and os.path.samefile(target, p):
-            raise TopazPuError("%s: the output would overwrite this input; choose another "
-                               "output directory" % p)
-    images = {}
-    rows = []
-    for array, params in preprocess_images(paths, scale, method=method, seed=seed,
-                                           sample=sample, progress=progress):
-        name = params.pop("image_name")
-        _write_image(os.path.join(output, name + ext), array, params["pixel_size"], fmt)
-        images[name] = params
-        rows.append(_flat_row(name, params))
-    meta = {
-        "scale": scale,
-        "method": method,
-        "seed": seed,
-        "sample": sample,
-        "format": fmt,
-        "version": __version__,
-        "images": images,
-    }
-    with atomic_write(os.path.join(output, "preprocess.json")) as f:
-        json.dump(meta, f, indent=1)
-        f.write("\n")
-    columns = []
-    for row in rows:
-        columns.extend(c for c in row if c not in columns)
-    with atomic_write(os.path.join(output, "preprocess.tsv")) as f:
-        f.write("\t".join(columns) + "\n")
-        for row in rows:
-            f.write("\t".join(_format_value(row.get(c, "")) for c in columns) + "\n")
-    return meta
 
 
 def main(args):

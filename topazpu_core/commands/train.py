@@ -14,8 +14,7 @@ import logging
 import sys
 
 from topazpu_core.errors import TopazPuError
-from topazpu_core.losses import METHODS
-from topazpu_core.models import ARCHITECTURES
+from topazpu_core.options import ARCHITECTURES, OBJECTIVES
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +33,19 @@ def add_args(p):
     g = p.add_argument_group("labels and prior")
     g.add_argument("-n", "--num-particles", type=float, help="expected particles per micrograph (sets pi)")
     g.add_argument("--pi", type=float, help="positive fraction of pixels (instead of -n)")
-    g.add_argument("-r", "--radius", type=float, default=3, help="label radius around each centre, px (default: 3)")
+    g.add_argument("--label-radius", type=float, default=3,
+                   help="radius of the labelled disk around each centre, px of the training images (default: 3)")
     g.add_argument("--particle-radius", type=float, required=True,
                    help="particle radius in px of the training images: NMS and validation matching radius")
     g = p.add_argument_group("objective")
-    g.add_argument("--method", choices=METHODS, default="GE-binomial", help="PU objective (default: GE-binomial)")
+    g.add_argument("--objective", choices=OBJECTIVES, default="GE-binomial", help="PU objective (default: GE-binomial)")
     g.add_argument("--slack", type=float, help="GE weight lambda (default: 10 for GE-KL, 1 for GE-binomial)")
     g.add_argument("--nnpu-beta", type=float, default=0.0, help="NNPU beta (default: 0)")
     g.add_argument("--nnpu-gamma", type=float, default=1.0, help="NNPU gamma (default: 1)")
     g.add_argument("--autoencoder", default="0",
                    help="autoencoder weight gamma, or 'auto' = 10/N for N <= 250 labels (default: 0)")
     g = p.add_argument_group("model and optimisation")
-    g.add_argument("-m", "--model", default="resnet8", choices=sorted(ARCHITECTURES),
+    g.add_argument("--arch", default="resnet8", choices=ARCHITECTURES,
                    help="architecture (default: resnet8, receptive field 71 px)")
     g.add_argument("--units", type=int, default=32, help="width of the first layer (default: 32)")
     g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
@@ -58,7 +58,9 @@ def add_args(p):
     g = p.add_argument_group("runtime and output")
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: 0 = torch's choice)")
     g.add_argument("-d", "--device", type=int, default=-1, help="GPU index, -1 for CPU (default: -1)")
-    g.add_argument("--scale", type=float, help="preprocessing scale of the images (default: from preprocess.json, else 1)")
+    g.add_argument("--scale", type=float,
+                   help="preprocessing scale of the images: raw pixels per image pixel (default: from "
+                        "preprocess.json, else 1)")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint beside -o")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("-o", "--output", required=True, help="model file to write (MODEL.pt)")
@@ -106,8 +108,8 @@ def main(args):
     logger.info("%d training micrographs (%d labels), %d validation micrographs (%d targets)",
                 len(train), sum(len(m.x) for m in train), len(val), sum(len(m.x) for m in val))
     config = TrainConfig(
-        particle_radius=args.particle_radius, method=args.method, architecture=args.model, units=args.units,
-        label_radius=args.radius, n_per_micrograph=args.num_particles, pi=args.pi, slack=args.slack,
+        particle_radius=args.particle_radius, method=args.objective, architecture=args.arch, units=args.units,
+        label_radius=args.label_radius, n_per_micrograph=args.num_particles, pi=args.pi, slack=args.slack,
         autoencoder=args.autoencoder if args.autoencoder == "auto" else float(args.autoencoder),
         nnpu_beta=args.nnpu_beta, nnpu_gamma=args.nnpu_gamma, learning_rate=args.learning_rate,
         tile_size=args.tile_size, tiles_per_batch=args.tiles_per_batch, epochs=args.epochs,

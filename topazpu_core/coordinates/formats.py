@@ -9,10 +9,11 @@ from topazpu_core.coordinates.eman2json import read_json, write_json
 from topazpu_core.coordinates.star import read_star, write_star
 from topazpu_core.coordinates.tsv import read_coord, write_coord
 from topazpu_core.errors import TopazPuError
+from topazpu_core.options import COORDINATE_FORMATS
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("coord", "star", "box", "json", "csv", "cs")
+FORMATS = COORDINATE_FORMATS
 # formats written as one file per micrograph into a directory
 DIRECTORY_FORMATS = ("box", "json")
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from topazpu_core.models.features import build_features
+from topazpu_core.options import ORIENTATIONS
 
 
 class Classifier(nn.Module):
@@ -106,7 +107,6 @@ def _score_tiled(model, t, scorer, tile):
     return out
 
 
-ORIENTATIONS = (1, 4, 8)  # identity; the 4 rotations by 90 degrees; rotations and their mirror images
 
 
 @torch.no_grad()

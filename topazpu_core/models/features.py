@@ -114,17 +114,3 @@ def build_features(architecture, units=32, bn=True):
     builder, kwargs = ARCHITECTURES[architecture]
     return builder(units=units, bn=bn, **kwargs)
 
-
-def describe(features):
-    n = sum(p.numel() for p in features.parameters())
-    return "receptive field %d px, stride %d, %d channels, %.0fk parameters" % (
-        features.receptive_field, features.stride, features.out_channels, n / 1e3)
-
-
-def _check_geometry(features, size=None):
-    """Output size for an input of `size` px; used by tests to check the receptive field arithmetic."""
-    size = size or features.receptive_field + 3 * features.stride
-    with torch.no_grad():
-        features.eval()
-        out = features(torch.zeros(1, 1, size, size))
-    return out.shape[-1]

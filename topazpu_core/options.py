@@ -1,0 +1,38 @@
+"""Choice lists shared by the engine and the Scipion plugin; imports nothing (no torch, no numpy).
+
+The plugin shows these in its forms (an EnumParam stores the index, so the order of each tuple
+is part of saved Scipion projects: append, never reorder) and passes the chosen name to the
+engine, whose command line accepts exactly these names.
+"""
+
+# PU objectives of `topazpu train --objective` (GE-binomial, the paper's, first).
+OBJECTIVES = ("GE-binomial", "GE-KL", "NNPU", "PN")
+
+# Network architectures of `topazpu train --arch` (topazpu_core.models builds them).
+ARCHITECTURES = ("resnet8", "resnet16", "conv31", "conv63", "conv127")
+
+# Normalisation methods of `topazpu preprocess --method` (stored in a model as "normalization").
+NORMALIZATIONS = ("gmm", "gmm-per-image", "affine")
+
+# `pick`/`extract --orientations`: identity; the 4 rotations by 90 degrees; and their mirror images.
+ORIENTATIONS = (1, 4, 8)
+
+# Coordinate file formats (`convert --from/--to`, `pick --format`).
+COORDINATE_FORMATS = ("coord", "star", "box", "json", "csv", "cs")
+
+# Frames of a model's lengths. A model records its lengths (particle_radius, label_radius,
+# edge_margin) in px of its training images, and its preprocessing `scale` (raw micrograph px
+# per training-image px). Particle sizes in Angstrom live only in the plugin's forms.
+FRAMES = ("raw", "preprocessed")
+
+
+def model_length_px(metadata, key, frame):
+    """The length `key` of a model's metadata in px of `frame` micrographs: "raw" (the ones
+    `pick` reads: times the model's scale) or "preprocessed" (the training images' frame).
+    None when the model does not record it. The one place a model length changes frame."""
+    if frame not in FRAMES:
+        raise ValueError("frame must be one of %s, not %r" % (FRAMES, frame))
+    value = metadata.get(key)
+    if value is None:
+        return None
+    return float(value) * (float(metadata.get("scale") or 1.0) if frame == "raw" else 1.0)
