@@ -92,3 +92,13 @@ def test_shared_choice_lists_import_without_torch():
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "assert scipion_topazpu.constants.OBJECTIVES == list(topazpu_core.options.OBJECTIVES)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_lengths_change_frame_in_one_place():
+    meta = {"particle_radius": 8.25, "edge_margin": 4.125, "scale": 4.0}
+    assert options.model_length_px(meta, "particle_radius", "raw") == 33.0
+    assert options.model_length_px(meta, "edge_margin", "preprocessed") == 4.125
+    assert options.model_length_px({"particle_radius": 8.0}, "particle_radius", "raw") == 8.0  # no scale: 1
+    assert options.model_length_px(meta, "label_radius", "raw") is None
+    with pytest.raises(ValueError, match="frame"):
+        options.model_length_px(meta, "particle_radius", "training")

@@ -13,9 +13,10 @@ from topazpu_core.coordinates import (
 from topazpu_core.datasets import bundled_particles
 from topazpu_core.errors import TopazPuError
 
-SHARED = "/work/shared/data"
-CRYOPPP_CSV = os.path.join(SHARED, "empiar10017-bgal/cryoppp_explicit_gt/Falcon_2012_06_12-14_33_35_0.csv")
-UCSF_STARS = sorted(glob.glob(os.path.join(SHARED, "ucsf1142-single/*.star")))
+from shared_fixtures import SHARED_DATA
+
+CRYOPPP_CSV = os.path.join(SHARED_DATA, "empiar10017-bgal/cryoppp_explicit_gt/Falcon_2012_06_12-14_33_35_0.csv")
+UCSF_STARS = sorted(glob.glob(os.path.join(SHARED_DATA, "ucsf1142-single/*.star")))
 
 OUTPUT_PATHS = {"coord": "out.txt", "star": "out.star", "box": "boxes", "json": "info",
                 "csv": "out.csv", "cs": "out.cs"}

@@ -12,7 +12,9 @@ from topazpu_core.errors import TopazPuError
 from topazpu_core.images import (image_name, image_shape, list_images, read_image,
                                  read_pixel_size, write_mrc)
 
-UCSF = "/work/shared/data/ucsf1142-single/Ucsf_stack_1142_DW.mrc"
+from shared_fixtures import SHARED_DATA
+
+UCSF = os.path.join(SHARED_DATA, "ucsf1142-single", "Ucsf_stack_1142_DW.mrc")
 _RAW_DTYPES = {0: "i1", 1: "i2", 2: "f4", 6: "u2", 12: "f2"}
 
 
