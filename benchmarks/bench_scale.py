@@ -245,17 +245,20 @@ def memory_section(work, big, model4, model1, threads):
           % (os.path.basename(k3), os.path.getsize(k3) / 1e6, threads))
     rows = {}
     rows["pick, model at scale 4"] = measure(
-        ["pick", "--model", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_pick4.txt"), k3],
+        ["pick", "--model", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_pick4.txt"),
+         k3],
         log=os.path.join(work, "mem_pick4.log"))
     rows["preprocess -s 4"] = measure(
         ["preprocess", "-s", 4, "-o", os.path.join(work, "mem_pre4"), k3], log=os.path.join(work, "mem_pre4.log"))
     pre = os.path.join(work, "mem_pre4", image_name(k3) + ".mrc")
     rows["extract (scale 4, 1440x1023)"] = measure(
-        ["extract", "--model", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_ext4.txt"), pre],
+        ["extract", "--model", model4, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_ext4.txt"),
+         pre],
         log=os.path.join(work, "mem_ext4.log"))
     if model1:
         rows["pick, model at scale 1 (5760x4092 scored)"] = measure(
-            ["pick", "--model", model1, "--threads", threads, "--no-progress", "-o", os.path.join(work, "mem_pick1.txt"), k3],
+            ["pick", "--model", model1, "--threads", threads, "--no-progress", "-o",
+             os.path.join(work, "mem_pick1.txt"), k3],
             log=os.path.join(work, "mem_pick1.log"))
     for k, r in rows.items():
         print("  %-44s %s%s" % (k, fmt_mem(r), "" if r["peak_rss_gb"] < 2 else "   ** over 2 GB **"))
