@@ -23,10 +23,12 @@ from scipion_topazpu.protocols import (TopazPuProtImportCoordinates, TopazPuProt
 from scipion_topazpu.tests import common
 
 # AP of the picks on the held-back micrograph, matching radius = particle radius (16.5 px).
-# The micrograph is crowded: as many random picks score ~0.19 there. The tiny test training
-# (2 x 12 updates) measured 0.17-0.25; a wrong coordinate frame (e.g. scaled by 2) gives
-# ~0.05. test_pick_frame_matches_engine checks the frame exactly.
-AP_FLOOR = 0.1
+# The micrograph is crowded: as many random picks score ~0.18-0.19 there. The tiny test training
+# (2 x 12 updates) measured 0.254 (random picks 0.181); a wrong coordinate frame (e.g. scaled by
+# 2) gives ~0.05. The floor is above chance with a margin; test_pick_frame_matches_engine checks
+# the frame exactly.
+AP_FLOOR = 0.22
+CHANCE_MARGIN = 0.03
 
 
 class FakeForm:
@@ -188,7 +190,7 @@ class TestTopazPuPipeline(BaseTest):
         print('held-back micrograph: AP %.3f (random picks: %.3f), %d picks, %d targets'
               % (result['ap'], chance, result['n_picks'], result['n_targets']))
         self.assertGreater(result['ap'], AP_FLOOR)
-        self.assertGreater(result['ap'], chance, 'the picks are no better than random ones')
+        self.assertGreater(result['ap'], chance + CHANCE_MARGIN, 'the picks are no better than random ones')
 
     def test_streaming_pick(self):
         """Micrographs arriving in an open set are picked as they come; the output closes at the end."""
