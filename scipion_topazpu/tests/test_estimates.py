@@ -66,9 +66,10 @@ class TestThreshold(unittest.TestCase):
         self.assertEqual(thresholdFromCurve(shuffled), thresholdFromCurve(CURVE))
 
     def test_threshold_target_recall_and_precision(self):
-        self.assertEqual(thresholdFromCurve(CURVE, 'recall', 0.85)[0], -1.0)    # highest threshold with recall >= 0.85
+        # highest threshold with recall >= 0.85; lowest with precision >= 0.75
+        self.assertEqual(thresholdFromCurve(CURVE, 'recall', 0.85)[0], -1.0)
         self.assertEqual(thresholdFromCurve(CURVE, 'recall', 0.1)[0], 3.0)
-        self.assertEqual(thresholdFromCurve(CURVE, 'precision', 0.75)[0], 1.0)  # lowest threshold with precision >= 0.75
+        self.assertEqual(thresholdFromCurve(CURVE, 'precision', 0.75)[0], 1.0)
         with self.assertRaisesRegex(ValueError, 'never reaches recall'):
             thresholdFromCurve(CURVE, 'recall', 0.99)
         with self.assertRaises(ValueError):
