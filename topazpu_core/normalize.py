@@ -48,11 +48,11 @@ import math
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from topazpu_core.downsample import downsample
 from topazpu_core.errors import TopazPuError
 from topazpu_core.images import image_name, read_image, read_pixel_size
+from topazpu_core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -430,7 +430,7 @@ def fit_dataset(paths, scale, seed=0, sample=DEFAULT_SAMPLE, bins=DEFAULT_BINS, 
     load = _loader(scale, workers, skipped)
     rng = np.random.default_rng(seed)
     readable, cache, samples, used = [], {}, [], 0
-    for path in tqdm([os.fspath(p) for p in paths], desc="sample", unit="image", disable=None if progress else True):
+    for path in progress_bar([os.fspath(p) for p in paths], desc="sample", unit="image", enabled=progress):
         image = load(path)
         if image is None:
             continue
@@ -470,11 +470,10 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     _check_method(method)
     scale = _check_scale(scale)
     paths = [os.fspath(p) for p in paths]
-    disable = None if progress else True
     load = _loader(scale, workers, skipped)
     if method != "gmm":
         rng = np.random.default_rng(seed)
-        for path in tqdm(paths, desc="preprocess", unit="image", disable=disable):
+        for path in progress_bar(paths, desc="preprocess", unit="image", enabled=progress):
             image = load(path)
             if image is None:
                 continue
@@ -494,7 +493,7 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     unknown = [p for p in paths if p not in index and p not in {s[0] for s in dataset_fit.skipped}]
     if unknown:
         raise TopazPuError("%s: not among the %d files of the data-set fit" % (unknown[0], len(index)))
-    for path in tqdm([p for p in paths if p in index], desc="normalise", unit="image", disable=disable):
+    for path in progress_bar([p for p in paths if p in index], desc="normalise", unit="image", enabled=progress):
         image = dataset_fit.cache.pop(path, None)
         if image is None:
             image = _load(path, scale, workers)

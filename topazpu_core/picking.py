@@ -16,6 +16,7 @@ from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
 from topazpu_core.models import ORIENTATIONS, score_map
 from topazpu_core.nms import non_maximum_suppression
+from topazpu_core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,8 @@ def pick_image(model, image, options: PickOptions):
 
 def pick_images(model, named_images, options: PickOptions, progress=False):
     """named_images: iterable of (image_name, 2-D array). -> Coordinates in the images' frame."""
-    from tqdm import tqdm
-
     parts = []
-    for name, image in tqdm(named_images, desc="picking", unit="mic", disable=not progress):
+    for name, image in progress_bar(named_images, desc="picking", unit="mic", enabled=progress):
         x, y, s = pick_image(model, image, options)
         parts.append(Coordinates.from_arrays(np.full(len(x), name, dtype=object), x, y, s))
     return Coordinates.concat(parts) if parts else Coordinates.empty()
@@ -67,8 +66,6 @@ def _pick_files(model, paths, todo_images, options, factor, journal, progress):
     pick; picks are multiplied by `factor`. Files already in the journal are not picked again.
     -> (Coordinates in the order of `paths`, {image_name: output shape}).
     """
-    from tqdm import tqdm
-
     results, todo = {}, []
     for p in paths:
         done = journal.load(p) if journal is not None else None
@@ -79,7 +76,7 @@ def _pick_files(model, paths, todo_images, options, factor, journal, progress):
     if journal is not None and journal.n_resumed:
         logger.info("resuming: %d of %d micrographs already picked in %s", journal.n_resumed, len(paths),
                     journal.folder)
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="picking", unit="mic", disable=not progress)
+    bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc="picking", unit="mic", enabled=progress)
     if todo:
         for path, name, image, shape in todo_images(todo):
             x, y, s = pick_image(model, image, options)
