@@ -100,7 +100,7 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         args = '-s %s -o %s --method %s --seed %d @%s' % (
             scale, base.quote(os.path.abspath(self._getFileName('batchDir', batch=batch))), method, seed,
             base.quote(os.path.abspath(listFile)))
-        base.runEngine(self, 'preprocess', args, threads=base.jobThreads(self, True), useDevice=False)
+        base.runEngine(self, 'preprocess', args, threads=self.getBinThreads(), useDevice=False)
 
     def createOutputStep(self):
         self._createFilenameTemplates()
@@ -140,6 +140,11 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         return records
 
     # --------------------------- INFO functions -----------------------------
+    def getBinThreads(self):
+        """Torch threads of each engine job. pyworkflow's default reads a `binThreads` form
+        parameter (the run log header prints it); here the run's threads are shared out."""
+        return base.jobThreads(self, True)
+
     def getMethodName(self):
         return NORMALIZATIONS[self.method.get()]
 

@@ -122,7 +122,7 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         try:
             base.runEngine(self, 'pick', '%s -o %s @%s > %s' % (
                 self._getEngineArgs(), base.quote(picksFile), base.quote(os.path.abspath(listFile)),
-                base.quote(stdoutFile)), threads=base.jobThreads(self, True))
+                base.quote(stdoutFile)), threads=self.getBinThreads())
         except Exception as e:
             failure = e
         self._echo(stdoutFile)
@@ -218,6 +218,11 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         return done
 
     # --------------------------- UTILS functions ----------------------------
+    def getBinThreads(self):
+        """Torch threads of each engine job. pyworkflow's default reads a `binThreads` form
+        parameter (the run log header prints it); here the run's threads are shared out."""
+        return base.jobThreads(self, True)
+
     def getModel(self):
         return self.inputModel.get()
 

@@ -348,6 +348,28 @@ class TestTopazPuPipeline(BaseTest):
         for prot in (self.protNorm, self.protTrain, self.protPick):
             self.assertTrue(any('Bepler' in c for c in prot.citations()), prot.citations())
 
+    # ---- run logs --------------------------------------------------------------------------
+    def test_run_logs_header_threads_and_progress(self):
+        """The header states each engine job's threads (pyworkflow's binThreads), the engine's
+        progress is a line per epoch or pass (no tqdm redraws), and no raw colour codes."""
+        # normalize: 3 threads = 2 parallel jobs of 1 thread; pick: 2 = 1 job of 2; train: serial, 2.
+        for prot, threads in ((self.protNorm, 1), (self.protPick, 2), (self.protTrain, 2)):
+            with open(prot.getStdoutLog(), errors='replace') as f:
+                log = f.read()
+            with open(prot.getStderrLog(), errors='replace') as f:
+                log += f.read()
+            with self.subTest(protocol=prot.getClassName()):
+                self.assertNotIn('Cannot get information about MPI/threads', log)
+                self.assertIn('binary Threads: %d' % threads, log)
+                self.assertNotIn('\r', log)
+                self.assertNotIn('step/s]', log)  # a tqdm bar
+                self.assertNotIn('\x1b[', log)
+        with open(self.protTrain.getStdoutLog(), errors='replace') as f:
+            log = f.read()
+        for epoch in range(1, common.TRAIN_PARAMS['epochs'] + 1):
+            self.assertRegex(log, r'INFO epoch %d: loss' % epoch)
+        self.assertLess(len(log), 20000)
+
     # ---- wizards on real outputs ---------------------------------------------------------
     def test_wizards(self):
         from scipion_topazpu.wizards import (TopazPuParticlesPerMicrographWizard, TopazPuPickBoxSizeWizard,
