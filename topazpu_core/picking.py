@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from topazpu_core.coordinates import Coordinates
-from topazpu_core.errors import TopazPuError
+from topazpu_core.errors import TopazPuError, report_skipped, require_some_readable
 from topazpu_core.models import ORIENTATIONS, score_map
 from topazpu_core.nms import non_maximum_suppression
 from topazpu_core.progress import progress_bar
@@ -50,13 +50,6 @@ def pick_images(model, named_images, options: PickOptions, progress=False):
         x, y, s = pick_image(model, image, options)
         parts.append(Coordinates.from_arrays(np.full(len(x), name, dtype=object), x, y, s))
     return Coordinates.concat(parts) if parts else Coordinates.empty()
-
-
-def require_some_picked(paths, picked, skipped):
-    """Refuse a run in which no micrograph could be read (each one is named in `skipped`)."""
-    if paths and not picked:
-        raise TopazPuError("no readable micrograph among %d given (first: %s)"
-                           % (len(paths), skipped[0][1] if skipped else "-"))
 
 
 def _pick_files(model, paths, todo_images, options, factor, journal, progress):
@@ -123,7 +116,7 @@ def pick_raw_files(model, metadata, paths, options: PickOptions, seed=0, progres
             yield given[params["source"]], params["image_name"], image, tuple(image_shape(params["source"]))
 
     coords, shapes = _pick_files(model, paths, todo_images, options.scaled(scale), scale, journal, progress)
-    require_some_picked(paths, shapes, skipped)
+    require_some_readable(paths, shapes, skipped)
     return coords, shapes, skipped
 
 
@@ -146,7 +139,7 @@ def pick_preprocessed_files(model, paths, options: PickOptions, factor=1.0, prog
             yield p, image_name(p), image, tuple(int(np.floor(d * factor)) for d in image.shape)
 
     coords, shapes = _pick_files(model, paths, todo_images, options, factor, journal, progress)
-    require_some_picked(paths, shapes, skipped)
+    require_some_readable(paths, shapes, skipped)
     return coords, shapes, skipped
 
 
@@ -216,6 +209,7 @@ def open_journal(args, command, options, extra=None):
 
 
 def write_picks(coords, args, shapes, skipped=(), journal=None):
+    """Write the picks, print the summary and the skipped micrographs; -> the exit status."""
     from topazpu_core.coordinates import write_coordinates
 
     write_coordinates(coords, args.output, fmt=args.format, box_size=args.boxsize, image_shapes=shapes)
@@ -224,5 +218,4 @@ def write_picks(coords, args, shapes, skipped=(), journal=None):
     n_mics = len(shapes)
     print("%d particles on %d micrographs (%.1f per micrograph) -> %s"
           % (len(coords), n_mics, len(coords) / max(n_mics, 1), args.output))
-    for path, reason in skipped:
-        print("skipped: %s" % reason)
+    return report_skipped(skipped, n_mics + len(skipped))

@@ -9,7 +9,9 @@ each micrograph by its own mean and standard deviation.
 Output pixel (i, j) sits at input coordinate (i * SCALE, j * SCALE), so coordinates convert
 by dividing by SCALE. Writes OUTDIR/<image_name>.mrc (pixel size x SCALE when the input has
 one), OUTDIR/preprocess.json and OUTDIR/preprocess.tsv (fitted parameters per micrograph)
-and OUTDIR/run.log. Every file is written atomically.
+and OUTDIR/run.log. Every file is written atomically. An unreadable micrograph is skipped,
+named on a "skipped: <path>: <reason>" line and in run.log, and the others are written (the
+gmm fit is made without it); the exit status is then 3.
 
 examples:
   topazpu preprocess -s 2 -o processed/ raw/*.mrc
@@ -23,7 +25,7 @@ import sys
 
 from topazpu_core import __version__
 from topazpu_core.atomic import atomic_path, atomic_write
-from topazpu_core.errors import TopazPuError
+from topazpu_core.errors import TopazPuError, report_skipped, require_some_readable
 from topazpu_core.images import image_name, list_images, write_mrc
 from topazpu_core.normalize import DEFAULT_SAMPLE, METHODS, preprocess_images
 
@@ -105,8 +107,11 @@ def _write_image(path, array, pixel_size, fmt):
 
 
 def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
-                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True):
-    """Preprocess micrographs into `output`; return the metadata dict written as JSON."""
+                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True, skipped=None):
+    """Preprocess micrographs into `output`; return the metadata dict written as JSON.
+
+    skipped: None (an unreadable micrograph is an error), or a list that receives (path, reason)
+    of each unreadable micrograph, left out (an error if none can be read)."""
     if fmt not in OUTPUT_FORMATS:
         raise TopazPuError("unknown output format %r (choose from %s)"
                            % (fmt, ", ".join(OUTPUT_FORMATS)))
@@ -128,11 +133,13 @@ def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
     images = {}
     rows = []
     for array, params in preprocess_images(paths, scale, method=method, seed=seed,
-                                           sample=sample, progress=progress):
+                                           sample=sample, progress=progress, skipped=skipped):
         name = params.pop("image_name")
         _write_image(os.path.join(output, name + ext), array, params["pixel_size"], fmt)
         images[name] = params
         rows.append(_flat_row(name, params))
+    if skipped is not None:
+        require_some_readable(paths, images, skipped)
     meta = {
         "scale": scale,
         "method": method,
@@ -174,12 +181,17 @@ def main(args):
                                       if not k.startswith("_")})
         logger.info("preprocessing %d micrographs: scale %g, method %s, seed %d",
                     len(paths), args.scale, args.method, args.seed)
+        skipped = []
         meta = preprocess_to_directory(paths, args.output, scale=args.scale,
                                        method=args.method, seed=args.seed,
-                                       sample=args.sample, fmt=args.format)
-        logger.info("wrote %d micrographs, preprocess.json and preprocess.tsv to %s",
-                    len(meta["images"]), args.output)
+                                       sample=args.sample, fmt=args.format, skipped=skipped)
+        logger.info("wrote %d micrographs, preprocess.json and preprocess.tsv to %s%s",
+                    len(meta["images"]), args.output,
+                    "; skipped %d unreadable" % len(skipped) if skipped else "")
+    except TopazPuError as e:  # into run.log too; the command line prints it on stderr
+        handler.handle(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "error: %s", (e,), None))
+        raise
     finally:
         root.removeHandler(handler)
         handler.close()
-    return None
+    return report_skipped(skipped, len(paths))
