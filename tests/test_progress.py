@@ -16,7 +16,12 @@ class Tty(io.StringIO):
 
 
 @pytest.fixture
-def lines(caplog):
+def lines(caplog, monkeypatch):
+    # the command line's logging set up by in-process CLI tests sends "topazpu_core" to its own
+    # handler on a stderr that may be closed by now: records go to caplog alone here
+    engine = logging.getLogger("topazpu_core")
+    monkeypatch.setattr(engine, "handlers", [])
+    monkeypatch.setattr(engine, "propagate", True)
     caplog.set_level(logging.INFO, logger="topazpu_core.progress")
     return lambda: [r.getMessage() for r in caplog.records if r.name == "topazpu_core.progress"]
 
