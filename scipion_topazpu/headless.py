@@ -35,7 +35,8 @@ def configure(root=None, userData=None, force=False):
         os.environ.setdefault(var, value)
     # pyworkflow colours its messages with ANSI codes unless NO_COLOR is set (no-color.org):
     # not into a file or a pipe, where they would show as raw codes. Protocol runs inherit it.
-    if 'NO_COLOR' not in os.environ and not _isTerminal(sys.stdout):
+    # The `scipion` launcher exports NO_COLOR='' (pyworkflow's default): that is unset.
+    if not os.environ.get('NO_COLOR') and not _isTerminal(sys.stdout):
         os.environ['NO_COLOR'] = '1'
     import pyworkflow as pw
     pw.Config.NO_COLOR = os.environ.get('NO_COLOR', pw.Config.NO_COLOR)

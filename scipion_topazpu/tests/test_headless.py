@@ -27,6 +27,8 @@ class TestTopazPuHeadlessColours(unittest.TestCase):
 
     def test_no_ansi_codes_into_a_pipe(self):
         self.assertEqual(configuredOutput().strip(), "'Running command'")
+        # as under the `scipion` launcher, which exports pyworkflow's default NO_COLOR=''
+        self.assertEqual(configuredOutput(NO_COLOR='').strip(), "'Running command'")
 
     def test_colours_kept_on_a_terminal_and_no_color_respected(self):
         master, slave = pty.openpty()
