@@ -25,7 +25,7 @@ setup(
         "scipion-em",
         "scipion-pyworkflow",
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis", "scipion-app"]},
     entry_points={
         "console_scripts": ["topazpu = topazpu_core.cli:main"],
         "pyworkflow.plugin": ["scipion_topazpu = scipion_topazpu"],

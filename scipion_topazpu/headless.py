@@ -16,6 +16,13 @@ CHECK_COMMAND = ps -o pid= -p %_(JOB_ID)s
 """
 
 
+def _isTerminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def configure(root=None, userData=None, force=False):
     """Make pyworkflow usable headless; returns the folder holding hosts.conf.
 
@@ -26,7 +33,13 @@ def configure(root=None, userData=None, force=False):
     for var, value in (('SCIPION_DOMAIN', 'pwem'), ('SCIPION_NOTIFY', 'False'),
                        ('SCIPION_TEST_NOSYNC', 'True')):
         os.environ.setdefault(var, value)
+    # pyworkflow colours its messages with ANSI codes unless NO_COLOR is set (no-color.org):
+    # not into a file or a pipe, where they would show as raw codes. Protocol runs inherit it.
+    # The `scipion` launcher exports NO_COLOR='' (pyworkflow's default): that is unset.
+    if not os.environ.get('NO_COLOR') and not _isTerminal(sys.stdout):
+        os.environ['NO_COLOR'] = '1'
     import pyworkflow as pw
+    pw.Config.NO_COLOR = os.environ.get('NO_COLOR', pw.Config.NO_COLOR)
 
     root = root or tempfile.mkdtemp(prefix='topazpu-scipion-')
     os.makedirs(root, exist_ok=True)

@@ -5,7 +5,8 @@ import os
 import pytest
 import torch
 
-from topazpu_core.checkpoint import latest_checkpoint, load_model, read_model_metadata, save_checkpoint, save_model
+from topazpu_core.checkpoint import (latest_checkpoint, load_checkpoint, load_model, read_model_metadata,
+                                     save_checkpoint, save_model)
 from topazpu_core.errors import TopazPuError
 from topazpu_core.models import Classifier
 
@@ -41,6 +42,44 @@ def test_bad_model_files(tmp_path):
     save_model(path, Classifier("conv31", units=8), {"architecture": "resnet8", "units": 8})
     with pytest.raises(TopazPuError, match="do not fit"):
         load_model(path)
+
+
+INTERNAL = ("pop from empty list", "Unsupported operand", "miniz", "Weights only", "EOFError", "central directory",
+            "WeightsUnpickler")
+
+
+def test_foreign_and_damaged_files_get_a_plain_message(tmp_path):
+    """torch.load's errors ("pop from empty list", pickle opcodes, miniz) never reach the user."""
+    good = str(tmp_path / "good.pt")
+    save_model(good, Classifier("conv31", units=8), {"architecture": "conv31", "units": 8})
+    raw = open(good, "rb").read()
+    header = bytearray(raw)
+    for i in range(64, 96):  # inside the first archive member's data: its CRC no longer matches
+        header[i] ^= 0x5A
+    module = str(tmp_path / "module.pt")
+    torch.save(torch.nn.Linear(2, 2), module)
+    cases = {  # file name: (content, phrase the message must hold)
+        "empty.pt": (b"", "the file is empty"),
+        "dot.pt": (b".", "not a PyTorch archive"),             # torch: "pop from empty list"
+        "text.pt": (b"a\nb\n", "not a PyTorch archive"),     # torch: "pop from empty list"
+        "model.json": (b'{"architecture": "conv31"}', "not a PyTorch archive"),
+        "image.png": (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a PyTorch archive"),
+        "half.pt": (raw[: len(raw) // 2], "truncated archive"),
+        "header.pt": (bytes(header), "fails its checksums"),
+        "module.pt": (open(module, "rb").read(), "holds no topazpu model"),
+    }
+    for name, (content, phrase) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(TopazPuError) as e:
+            load_model(str(path))
+        message = str(e.value)
+        assert message.startswith(str(path) + ": ") and phrase in message and "\n" not in message, message
+        assert not any(s in message for s in INTERNAL), message
+        if name != "module.pt":
+            with pytest.raises(TopazPuError, match="unreadable checkpoint") as e:
+                load_checkpoint(str(path))
+            assert not any(s in str(e.value) for s in INTERNAL), str(e.value)
 
 
 def test_latest_checkpoint_numeric_order(tmp_path):

@@ -88,17 +88,48 @@ def test_missing_micrograph_is_a_clean_error(tmp_path, capsys):
     assert "absent.mrc" in err and "Traceback" not in err
 
 
-def test_garbage_micrograph_named_and_nothing_half_written(tmp_path, capsys):
+def test_unreadable_micrographs_skipped_named_counted_and_logged(tmp_path, capsys):
+    """The rule of pick and extract: the good micrographs are written, exactly as without the bad
+    ones; each bad one is named on a `skipped:` line and in run.log; exit status 3."""
     folder = tmp_path / "in"
     folder.mkdir()
     for p in bundled_micrographs()[:2]:
         shutil.copy(p, folder)
+    raw = open(bundled_micrographs()[2], "rb").read()
+    (folder / "mm_truncated.mrc").write_bytes(raw[: len(raw) // 2])
+    (folder / "zz_broken.mrc").write_bytes(b"garbage" * 300)
+    out, good = tmp_path / "o", tmp_path / "good"
+    for method in ("gmm", "affine"):
+        with pytest.raises(SystemExit) as e:
+            run(["-s", 2, "--method", method, "-o", out / method, folder])
+        assert e.value.code == 3
+        stdout = capsys.readouterr().out
+        skipped = [line for line in stdout.splitlines() if line.startswith("skipped: ")]
+        assert len(skipped) == 2, stdout
+        assert skipped[0].startswith("skipped: %s: " % (folder / "mm_truncated.mrc")) and "truncated" in skipped[0]
+        assert skipped[1].startswith("skipped: %s: " % (folder / "zz_broken.mrc")), skipped
+        assert "2 of 4 micrographs unreadable, skipped" in stdout
+        log = (out / method / "run.log").read_text()
+        assert "mm_truncated.mrc" in log and "zz_broken.mrc" in log and "WARNING" in log
+        run(["-s", 2, "--method", method, "-o", good / method, *bundled_micrographs()[:2]])
+        meta = json.loads((out / method / "preprocess.json").read_text())
+        assert sorted(meta["images"]) == sorted(image_name(p) for p in bundled_micrographs()[:2])
+        for p in bundled_micrographs()[:2]:  # the same output as a run on the good ones alone
+            name = image_name(p) + ".mrc"
+            np.testing.assert_array_equal(read_image(str(out / method / name)), read_image(str(good / method / name)))
+
+
+def test_no_readable_micrograph_is_an_error_in_run_log(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
     (folder / "zz_broken.mrc").write_bytes(b"garbage" * 300)
     out = tmp_path / "o"
     err = run_failing(["-s", 2, "-o", out, folder], capsys)
-    assert "zz_broken.mrc" in err
+    assert "no readable micrograph" in err and "zz_broken.mrc" in err
     assert not (out / "preprocess.json").exists()
-    assert all(n == "run.log" for n in os.listdir(out))
+    assert os.listdir(out) == ["run.log"]
+    log = (out / "run.log").read_text()
+    assert "ERROR error: no readable micrograph" in log and "zz_broken.mrc" in log
 
 
 def test_bad_scale_and_sample(tmp_path, capsys):

@@ -51,10 +51,14 @@ def engine(*args, expect=0):
 
 
 def kill_when(args, pattern, log, timeout=120):
-    """Start the engine, SIGKILL it as soon as its stderr matches `pattern`; -> stderr text."""
+    """Start the engine, SIGKILL it as soon as its stderr matches `pattern`; -> stderr text.
+
+    The progress bars are forced on (TOPAZPU_PROGRESS=bar): into a file they would otherwise be
+    a line per epoch or per minute, too coarse for a kill point."""
     with open(log, "w") as err:
         p = subprocess.Popen([sys.executable, "-m", "topazpu_core"] + [str(a) for a in args],
-                             stdout=subprocess.DEVNULL, stderr=err, env=env(), cwd=ROOT)
+                             stdout=subprocess.DEVNULL, stderr=err, env=dict(env(), TOPAZPU_PROGRESS="bar"),
+                             cwd=ROOT)
     try:
         end = time.time() + timeout
         while time.time() < end:
@@ -83,9 +87,10 @@ def data(tmp_path_factory):
     engine("preprocess", "-s", SCALE, "-o", d / "pre", *mics)
     coords = read_coordinates(datasets.bundled_particles())
     write_coordinates(coords.scaled(1 / SCALE), str(d / "targets.txt"))
-    engine("train", "--train-images", d / "pre", "--train-targets", d / "targets.txt", *TRAIN, "--no-progress",
-           "-o", d / "full" / "model.pt")
-    return {"dir": d, "mics": mics, "coords": coords, "model": d / "full" / "model.pt"}
+    # with progress, into a pipe (not a terminal): test_progress_in_a_log_is_a_line_per_epoch reads its log
+    p = engine("train", "--train-images", d / "pre", "--train-targets", d / "targets.txt", *TRAIN,
+               "-o", d / "full" / "model.pt")
+    return {"dir": d, "mics": mics, "coords": coords, "model": d / "full" / "model.pt", "train_log": p.stderr}
 
 
 def state(path):
@@ -115,6 +120,19 @@ def test_training_killed_mid_epoch_resumes_to_the_same_model(data, tmp_path):
     a, b = read_model_metadata(str(model)), read_model_metadata(str(data["model"]))
     assert a["epochs_trained"] == b["epochs_trained"] == EPOCHS
     assert a["val_ap"] == b["val_ap"] and a["threshold"] == b["threshold"]
+
+
+def test_progress_in_a_log_is_a_line_per_epoch(data, tmp_path):
+    """Progress written to a file or pipe (Scipion's run.stdout): no carriage-return redraws,
+    one line per training epoch and one per picking run (the runs here take seconds)."""
+    log = data["train_log"]
+    assert "\r" not in log and "step/s" not in log, log[-2000:]
+    epochs = re.findall(r"^\S+ INFO epoch (\d+): loss", log, flags=re.M)
+    assert epochs == [str(e) for e in range(1, EPOCHS + 1)], log
+    assert len(log.splitlines()) <= EPOCHS + 8 and len(log) < 3000, log
+    p = engine("pick", "--model", data["model"], "--threads", "1", "-o", tmp_path / "p.txt", *data["mics"])
+    picking = [line for line in p.stderr.splitlines() if " INFO picking: " in line]
+    assert "\r" not in p.stderr and len(picking) == 1 and " INFO picking: 4/4 mic, " in picking[0], p.stderr
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,9 +200,10 @@ def test_corrupt_micrographs_are_reported_and_skipped(data, tmp_path):
     raw = open(data["mics"][0], "rb").read()
     (mixed / "truncated.mrc").write_bytes(raw[: len(raw) // 2])
     (mixed / "garbage.mrc").write_bytes(os.urandom(5000))
-    p = engine("pick", "--model", data["model"], "--threads", "1", "--no-progress", "-o", tmp_path / "mixed.txt", mixed)
+    p = engine("pick", "--model", data["model"], "--threads", "1", "--no-progress", "-o", tmp_path / "mixed.txt", mixed,
+               expect=3)  # done, some skipped
     skipped = [line for line in p.stdout.splitlines() if line.startswith("skipped: ")]
-    assert len(skipped) == 2, p.stdout
+    assert len(skipped) == 2 and "2 of 6 micrographs unreadable, skipped" in p.stdout, p.stdout
     assert any(str(mixed / "truncated.mrc") in s and "truncated" in s for s in skipped), skipped
     assert any(str(mixed / "garbage.mrc") in s for s in skipped), skipped
     engine("pick", "--model", data["model"], "--threads", "1", "--no-progress", "-o", tmp_path / "good.txt", good)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 
 import torch
 
@@ -47,14 +48,46 @@ def save_model(path, model, metadata):
         json.dump(metadata, f, indent=1, sort_keys=True)
 
 
+def archive_problem(path):
+    """Why `path` is not a complete zip archive as torch.save writes, or None if it is one.
+
+    torch.load's own errors for such files are internal ("pop from empty list", "Unsupported
+    operand 123", "failed finding central directory"), so files are checked first."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if head != b"PK\x03\x04":
+        return "not a PyTorch archive (text, JSON, an image, a Topaz .sav?)"
+    if not zipfile.is_zipfile(path):
+        return "truncated archive (an interrupted copy or download?)"
+    return None
+
+
+def _archive_intact(path):
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+
+
 def _load_payload(path):
     if not os.path.isfile(path):
         raise TopazPuError("%s: model file not found" % path)
+    problem = archive_problem(path)
+    if problem:
+        raise TopazPuError("%s: not a topazpu model file: %s; a model is the .pt file written by "
+                           "`topazpu train`" % (path, problem))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for foreign or tampered files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TopazPuError("%s: not a topazpu model file, or a damaged one (%s)" % (path, first[:200]))
+    except Exception:  # torch's messages here are internal (pickle opcodes, miniz, allow-lists)
+        if _archive_intact(path):
+            raise TopazPuError("%s: not a topazpu model file: a PyTorch archive that holds no topazpu model "
+                               "(e.g. a whole pickled network, as Topaz saves; topazpu never loads pickled code)"
+                               % path) from None
+        raise TopazPuError("%s: damaged topazpu model file: its archive fails its checksums (modified, or "
+                           "only partly copied?)" % path) from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise TopazPuError("%s: not a topazpu model file (no '%s' marker; Topaz .sav files are not supported)"
                            % (path, MODEL_FORMAT))
@@ -121,11 +154,15 @@ def latest_checkpoint(model_path):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise TopazPuError("%s: unreadable checkpoint (%s); delete it to restart from the previous epoch"
-                           % (path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__))
+    problem = archive_problem(path)
+    if not problem:
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception:
+            problem = "damaged archive"
+    if problem:
+        raise TopazPuError("%s: unreadable checkpoint: %s; delete it to restart from the previous epoch"
+                           % (path, problem))
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT + "-checkpoint":
         raise TopazPuError("%s: not a topazpu checkpoint" % path)
     return state

@@ -9,7 +9,7 @@ import logging
 import sys
 
 from topazpu_core import __version__
-from topazpu_core.errors import TopazPuError
+from topazpu_core.errors import EXIT_SKIPPED, TopazPuError
 
 COMMAND_GROUPS = [
     ("picking", ["train", "extract", "pick"]),
@@ -24,6 +24,9 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="topazpu",
         description="Positive-unlabeled particle picking for cryo-EM micrographs.",
+        epilog="exit status: 0 done; 2 error (nothing written; the message names the file); %d done, but "
+               "unreadable micrographs were skipped (pick, extract, preprocess: each named on a "
+               "'skipped: PATH: REASON' line of stdout); 130 interrupted" % EXIT_SKIPPED,
         fromfile_prefix_chars="@",
     )
     parser.add_argument("--version", action="version", version="topazpu " + __version__)
@@ -68,7 +71,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("topazpu %s: interrupted" % args.command, file=sys.stderr)
         sys.exit(130)
-    if isinstance(result, int):
+    if isinstance(result, int) and result:  # 0 returns normally (in-process callers, tests)
         sys.exit(result)
 
 

@@ -12,9 +12,10 @@ from typing import Optional
 import numpy as np
 
 from topazpu_core.coordinates import Coordinates
-from topazpu_core.errors import TopazPuError
+from topazpu_core.errors import TopazPuError, require_some_readable
 from topazpu_core.models import score_map
 from topazpu_core.nms import non_maximum_suppression
+from topazpu_core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -43,20 +44,11 @@ def pick_image(model, image, options: PickOptions):
 
 def pick_images(model, named_images, options: PickOptions, progress=False):
     """named_images: iterable of (image_name, 2-D array). -> Coordinates in the images' frame."""
-    from tqdm import tqdm
-
     parts = []
-    for name, image in tqdm(named_images, desc="picking", unit="mic", disable=not progress):
+    for name, image in progress_bar(named_images, desc="picking", unit="mic", enabled=progress):
         x, y, s = pick_image(model, image, options)
         parts.append(Coordinates.from_arrays(np.full(len(x), name, dtype=object), x, y, s))
     return Coordinates.concat(parts) if parts else Coordinates.empty()
-
-
-def require_some_picked(paths, picked, skipped):
-    """Refuse a run in which no micrograph could be read (each one is named in `skipped`)."""
-    if paths and not picked:
-        raise TopazPuError("no readable micrograph among %d given (first: %s)"
-                           % (len(paths), skipped[0][1] if skipped else "-"))
 
 
 def _pick_files(model, paths, todo_images, options, factor, journal, progress):
@@ -66,8 +58,6 @@ def _pick_files(model, paths, todo_images, options, factor, journal, progress):
     pick; picks are multiplied by `factor`. Files already in the journal are not picked again.
     -> (Coordinates in the order of `paths`, {image_name: output shape}).
     """
-    from tqdm import tqdm
-
     results, todo = {}, []
     for p in paths:
         done = journal.load(p) if journal is not None else None
@@ -78,7 +68,7 @@ def _pick_files(model, paths, todo_images, options, factor, journal, progress):
     if journal is not None and journal.n_resumed:
         logger.info("resuming: %d of %d micrographs already picked in %s", journal.n_resumed, len(paths),
                     journal.folder)
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc="picking", unit="mic", disable=not progress)
+    bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc="picking", unit="mic", enabled=progress)
     if todo:
         for path, name, image, shape in todo_images(todo):
             x, y, s = pick_image(model, image, options)
@@ -125,7 +115,7 @@ def pick_raw_files(model, metadata, paths, options: PickOptions, seed=0, progres
             yield given[params["source"]], params["image_name"], image, tuple(image_shape(params["source"]))
 
     coords, shapes = _pick_files(model, paths, todo_images, options.scaled(scale), scale, journal, progress)
-    require_some_picked(paths, shapes, skipped)
+    require_some_readable(paths, shapes, skipped)
     return coords, shapes, skipped
 
 
@@ -148,5 +138,5 @@ def pick_preprocessed_files(model, paths, options: PickOptions, factor=1.0, prog
             yield p, image_name(p), image, tuple(int(np.floor(d * factor)) for d in image.shape)
 
     coords, shapes = _pick_files(model, paths, todo_images, options, factor, journal, progress)
-    require_some_picked(paths, shapes, skipped)
+    require_some_readable(paths, shapes, skipped)
     return coords, shapes, skipped

@@ -13,15 +13,15 @@ import math
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from topazpu_core import __version__
 from topazpu_core.atomic import atomic_path, atomic_write
 from topazpu_core.downsample import downsample
-from topazpu_core.errors import TopazPuError
+from topazpu_core.errors import TopazPuError, require_some_readable
 from topazpu_core.images import image_name, read_image, read_pixel_size, write_mrc
 from topazpu_core.normalize import (DEFAULT_BINS, DEFAULT_SAMPLE, gmm_params, apply_params, check_method,
                                     fit_dataset_gmm, fit_params, sample_pixels)
+from topazpu_core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def fit_dataset(paths, scale, seed=0, sample=DEFAULT_SAMPLE, bins=DEFAULT_BINS, 
     load = _loader(scale, workers, skipped)
     rng = np.random.default_rng(seed)
     readable, cache, samples, used = [], {}, [], 0
-    for path in tqdm([os.fspath(p) for p in paths], desc="sample", unit="image", disable=None if progress else True):
+    for path in progress_bar([os.fspath(p) for p in paths], desc="sample", unit="image", enabled=progress):
         image = load(path)
         if image is None:
             continue
@@ -144,11 +144,10 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     check_method(method)
     scale = _check_scale(scale)
     paths = [os.fspath(p) for p in paths]
-    disable = None if progress else True
     load = _loader(scale, workers, skipped)
     if method != "gmm":
         rng = np.random.default_rng(seed)
-        for path in tqdm(paths, desc="preprocess", unit="image", disable=disable):
+        for path in progress_bar(paths, desc="preprocess", unit="image", enabled=progress):
             image = load(path)
             if image is None:
                 continue
@@ -168,7 +167,7 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     unknown = [p for p in paths if p not in index and p not in {s[0] for s in dataset_fit.skipped}]
     if unknown:
         raise TopazPuError("%s: not among the %d files of the data-set fit" % (unknown[0], len(index)))
-    for path in tqdm([p for p in paths if p in index], desc="normalise", unit="image", disable=disable):
+    for path in progress_bar([p for p in paths if p in index], desc="normalise", unit="image", enabled=progress):
         image = dataset_fit.cache.pop(path, None)
         if image is None:
             image = _load(path, scale, workers)
@@ -215,8 +214,11 @@ def _write_image(path, array, pixel_size, fmt):
 
 
 def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
-                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True):
-    """Preprocess micrographs into `output`; return the metadata dict written as JSON."""
+                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True, skipped=None):
+    """Preprocess micrographs into `output`; return the metadata dict written as JSON.
+
+    skipped: None (an unreadable micrograph is an error), or a list that receives (path, reason)
+    of each unreadable micrograph, left out (an error if none can be read)."""
     if fmt not in OUTPUT_FORMATS:
         raise TopazPuError("unknown output format %r (choose from %s)"
                            % (fmt, ", ".join(OUTPUT_FORMATS)))
@@ -238,11 +240,13 @@ def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
     images = {}
     rows = []
     for array, params in preprocess_images(paths, scale, method=method, seed=seed,
-                                           sample=sample, progress=progress):
+                                           sample=sample, progress=progress, skipped=skipped):
         name = params.pop("image_name")
         _write_image(os.path.join(output, name + ext), array, params["pixel_size"], fmt)
         images[name] = params
         rows.append(_flat_row(name, params))
+    if skipped is not None:
+        require_some_readable(paths, images, skipped)
     meta = {
         "scale": scale,
         "method": method,

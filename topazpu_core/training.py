@@ -24,6 +24,7 @@ from topazpu_core.errors import TopazPuError
 from topazpu_core.losses import autoencoder_loss, pu_objective
 from topazpu_core.options import OBJECTIVES
 from topazpu_core.models import Classifier, Decoder
+from topazpu_core.progress import progress_bar
 from topazpu_core.sampling import (TileSampler, disk_pixels, labelled_pixel_count, pi_from_particles,
                                    unlabelled_positive_fraction)
 
@@ -253,8 +254,6 @@ class Trainer:
 def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], model_path, resume=False,
         progress=True, device=None):
     """Train, validate each epoch, checkpoint; write the best model to `model_path`. -> metadata dict."""
-    from tqdm import tqdm
-
     if config.threads:
         torch.set_num_threads(int(config.threads))
     trainer = Trainer(config, train, val, device=device)
@@ -276,8 +275,9 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
             trainer.decoder.train()
         t0 = time.time()
         sums = {}
-        bar = tqdm(range(config.epoch_size), desc="epoch %d/%d" % (epoch + 1, config.epochs), unit="step",
-                   disable=not progress, leave=False)
+        # In a log, the epoch's own line below replaces the bar (no line per step).
+        bar = progress_bar(range(config.epoch_size), desc="epoch %d/%d" % (epoch + 1, config.epochs), unit="step",
+                           enabled=progress, leave=False, final_line=False)
         total = config.epochs * config.epoch_size
         for i in bar:
             lr = learning_rate_at(epoch * config.epoch_size + i, total, config.learning_rate)

@@ -1,5 +1,8 @@
-"""Small pieces shared by the topazpu protocols: GPU options and engine invocation."""
+"""Small pieces shared by the topazpu protocols: GPU options, engine invocation, skipped micrographs."""
+import os
+
 import pyworkflow.protocol.params as params
+import pyworkflow.utils as pwutils
 
 
 def addGpuParams(form, helpExtra=''):
@@ -90,3 +93,107 @@ def jobThreads(protocol, parallelSteps):
 def quote(path):
     """Quote a path for the shell command line built by runJob."""
     return "'%s'" % str(path).replace("'", "'\\''")
+
+
+# topazpu_core.errors.EXIT_SKIPPED, not imported: the plugin imports the engine only inside steps.
+# pick, extract and preprocess exit with it when they skipped unreadable micrographs.
+ENGINE_EXIT_SKIPPED = 3
+
+
+def absPath(path):
+    return os.path.normpath(os.path.abspath(path))
+
+
+def runEngineBatch(protocol, command, args, paths, listFile, stdoutFile, outputFile, threads=None,
+                   useDevice=True):
+    """Run `topazpu <command> <args> @listFile` on the micrographs `paths`, its stdout (summary and
+    "skipped: <path>: <reason>" lines) into stdoutFile, copied into the run log; its stderr stays
+    in the run log (the job's log with a queue). -> [(path, reason)] of the skipped micrographs.
+
+    The engine's exit status for "done, some micrographs skipped" is a success. When it refuses a
+    batch because no micrograph can be read, each one is recorded as skipped in stdoutFile and
+    outputFile is not written. Any other failure raises, as does a missing outputFile (a queue
+    job's exit status is not reported back).
+    """
+    pwutils.cleanPath(stdoutFile, outputFile)
+    failure = None
+    try:
+        runEngine(protocol, command, '%s @%s > %s' % (args, quote(os.path.abspath(listFile)), quote(stdoutFile)),
+                  threads=threads, useDevice=useDevice)
+    except Exception as e:
+        if getattr(e, 'returncode', None) != ENGINE_EXIT_SKIPPED:
+            failure = e
+    _echo(protocol, stdoutFile)
+    if failure is not None or not os.path.exists(outputFile):
+        if not _allUnreadable(protocol, paths, stdoutFile):
+            if failure is not None:
+                raise failure
+            raise Exception('topazpu %s wrote no %s: see the engine messages in the logs' % (command, outputFile))
+    skipped = skippedInBatch(listFile, stdoutFile)
+    for path, _ in skipped:
+        protocol.info('Skipped unreadable micrograph %s' % path)
+    return skipped
+
+
+def _echo(protocol, stdoutFile):
+    """Copy the engine's stdout of a batch into the run log."""
+    if os.path.exists(stdoutFile):
+        with open(stdoutFile, errors='replace') as f:
+            for line in f:
+                protocol.info(line.rstrip('\n'))
+
+
+def _allUnreadable(protocol, paths, stdoutFile):
+    """After a failed engine run: True, and the batch's stdout file names each micrograph as
+    skipped, when no micrograph of the batch can be read (the engine refuses such a batch)."""
+    from topazpu_core.errors import TopazPuError
+    from topazpu_core.images import read_image
+    reasons = []
+    for path in paths:
+        try:
+            read_image(absPath(path))
+            return False
+        except TopazPuError as e:
+            reasons.append(str(e))
+    with open(stdoutFile + '.tmp', 'w') as f:
+        for reason in reasons:
+            f.write('skipped: %s\n' % reason)
+    os.replace(stdoutFile + '.tmp', stdoutFile)
+    return True
+
+
+def skippedInBatch(listFile, stdoutFile):
+    """[(path, reason)] from the "skipped: <path>: <reason>" lines of a batch's engine stdout.
+
+    The path is matched against the micrographs of the batch's list file, so paths holding
+    ": " are read correctly; an unknown path is taken up to the first ": ".
+    """
+    if not os.path.exists(stdoutFile):
+        return []
+    known = []
+    if os.path.exists(listFile):
+        with open(listFile) as f:
+            known = sorted({absPath(line.strip()) for line in f if line.strip()}, key=len, reverse=True)
+    out = []
+    with open(stdoutFile, errors='replace') as f:
+        for line in f:
+            if not line.startswith('skipped: '):
+                continue
+            text = line[len('skipped: '):].rstrip('\n')
+            path = next((p for p in known if text.startswith(p + ':')), None)
+            if path is None:
+                path = text.split(': ', 1)[0]
+            reason = text[len(path) + 1:].strip() if text.startswith(path + ':') else text
+            out.append((path, reason))
+    return out
+
+
+def skippedSummary(skipped, consequence):
+    """The summary line for [(file name, reason)] skipped micrographs; None when there are none."""
+    if not skipped:
+        return None
+    shown = ['%s (%s)' % (name, reason) for name, reason in skipped[:20]]
+    if len(skipped) > 20:
+        shown.append('and %d more' % (len(skipped) - 20))
+    return 'Skipped %d unreadable micrograph%s, %s: %s.' % (len(skipped), '' if len(skipped) == 1 else 's',
+                                                            consequence, '; '.join(shown))

@@ -32,7 +32,9 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
     sampling rate multiplied by the downsampling factor; the fitted per-micrograph
     parameters are stored on each micrograph and in preprocess.json files in the
     run's extra folder. Train on these micrographs; pick on the original ones (the
-    picker applies the same preprocessing itself).
+    picker applies the same preprocessing itself). A micrograph the engine cannot read
+    (corrupt or truncated file) is skipped, named in the summary and left out of the
+    output; the others are normalised as if it had not been given.
     """
     _label = 'normalize'
     _devStatus = BETA
@@ -76,6 +78,7 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         self._updateFilenamesDict({
             'batchDir': self._getExtraPath('batch_%(batch)03d'),
             'batchList': self._getTmpPath('batch_%(batch)03d.txt'),
+            'batchStdout': self._getExtraPath('batch_%(batch)03d.stdout'),
         })
 
     def _insertAllSteps(self):
@@ -96,16 +99,18 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         wanted = set(micIds)
         paths = [mic.getFileName() for mic in micSet.iterItems() if mic.getObjId() in wanted]
         listFile = convert.writeListFile(paths, self._getFileName('batchList', batch=batch))
-        args = '-s %s -o %s --method %s --seed %d @%s' % (
-            scale, base.quote(os.path.abspath(self._getFileName('batchDir', batch=batch))), method, seed,
-            base.quote(os.path.abspath(listFile)))
-        base.runEngine(self, 'preprocess', args, threads=base.jobThreads(self, True), useDevice=False)
+        batchDir = os.path.abspath(self._getFileName('batchDir', batch=batch))
+        args = '-s %s -o %s --method %s --seed %d' % (scale, base.quote(batchDir), method, seed)
+        base.runEngineBatch(self, 'preprocess', args, paths, listFile,
+                            os.path.abspath(self._getFileName('batchStdout', batch=batch)),
+                            os.path.join(batchDir, PREPROCESS_JSON), threads=self.getBinThreads(), useDevice=False)
 
     def createOutputStep(self):
         self._createFilenameTemplates()
         inputSet = self.inputMicrographs.get()
         scale = self.scale.get()
         records = self._readRecords()
+        skipped = {base.absPath(path) for path, _ in self._skipped()}
         outputSet = self._createSetOfMicrographs()
         outputSet.copyInfo(inputSet)
         outputSet.setSamplingRate(inputSet.getSamplingRate() * scale)
@@ -113,6 +118,8 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         setattr(outputSet, SET_METHOD_ATTR, pwobj.String(self.getMethodName()))
         for mic in inputSet.iterItems():
             name = convert.engineImageName(mic.getFileName())
+            if name not in records and base.absPath(mic.getFileName()) in skipped:
+                continue  # unreadable: named in the summary
             if name not in records:
                 raise RuntimeError('topazpu preprocess wrote no output for micrograph %s (%s)'
                                    % (convert.micName(mic), mic.getFileName()))
@@ -138,7 +145,26 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
                     records[name] = (os.path.join(extra, entry), info)
         return records
 
+    def _skipped(self):
+        """[(path, reason)] of the micrographs the engine could not read, over all batches."""
+        import glob
+        self._createFilenameTemplates()
+        out = []
+        for stdoutFile in sorted(glob.glob(self._getExtraPath('batch_*.stdout'))):
+            batch = int(os.path.basename(stdoutFile)[len('batch_'):-len('.stdout')])
+            out += base.skippedInBatch(self._getFileName('batchList', batch=batch), stdoutFile)
+        return out
+
+    def getSkippedMicrographs(self):
+        """[(micrograph file name, reason)] of the micrographs the engine could not read."""
+        return [(os.path.basename(path), reason) for path, reason in self._skipped()]
+
     # --------------------------- INFO functions -----------------------------
+    def getBinThreads(self):
+        """Torch threads of each engine job. pyworkflow's default reads a `binThreads` form
+        parameter (the run log header prints it); here the run's threads are shared out."""
+        return base.jobThreads(self, True)
+
     def getMethodName(self):
         return NORMALIZATIONS[self.method.get()]
 
@@ -173,6 +199,9 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
             out = self.outputMicrographs
             summary.append('Output: %d micrographs at %.3g A/px (downsampled x%g, %s normalisation).'
                            % (out.getSize(), out.getSamplingRate(), self.scale.get(), self.getMethodName()))
+        skipped = base.skippedSummary(self.getSkippedMicrographs(), 'not normalised, not in the output')
+        if skipped:
+            summary.append(skipped)
         return summary
 
     def _methods(self):

@@ -111,57 +111,13 @@ class TopazPuProtPick(ProtParticlePickingAuto):
                                          self._getFileName('batchList', first=first, last=last))
         picksFile = os.path.abspath(self._getFileName('batchPicks', first=first, last=last))
         stdoutFile = os.path.abspath(self._getFileName('batchStdout', first=first, last=last))
-        pwutils.cleanPath(stdoutFile, picksFile)
-        # The engine's stdout (summary and "skipped: <path>: <reason>" lines) goes to a file
-        # beside the batch, read back below; its stderr stays in the run log (the job's log
-        # with a queue).
-        failure = None
-        try:
-            base.runEngine(self, 'pick', '%s -o %s @%s > %s' % (
-                self._getEngineArgs(), base.quote(picksFile), base.quote(os.path.abspath(listFile)),
-                base.quote(stdoutFile)), threads=base.jobThreads(self, True))
-        except Exception as e:
-            failure = e
-        self._echo(stdoutFile)
-        # A queue job's exit status is not reported back: a missing picks file is the failure.
-        if failure is not None or not os.path.exists(picksFile):
-            if self._allUnreadable(micList, stdoutFile):
-                return  # every micrograph of the batch is unreadable: all reported, none picked
-            if failure is not None:
-                raise failure
-            raise Exception('topazpu pick wrote no picks for micrographs %d-%d (%s): see the engine '
-                            'messages in the logs' % (first, last, picksFile))
-        skipped = {path for path, _ in _skippedInBatch(listFile, stdoutFile)}
-        for path in sorted(skipped):
-            self.info('Skipped unreadable micrograph %s' % path)
-        self._splitPicks(picksFile, [mic for mic in micList if _absPath(mic.getFileName()) not in skipped])
-
-    def _echo(self, stdoutFile):
-        """Copy the engine's stdout of a batch into the run log."""
-        if os.path.exists(stdoutFile):
-            with open(stdoutFile, errors='replace') as f:
-                for line in f:
-                    self.info(line.rstrip('\n'))
-
-    def _allUnreadable(self, micList, stdoutFile):
-        """After a failed engine run: True, and the batch's stdout file names each micrograph as
-        skipped, when no micrograph of the batch can be read (the engine refuses such a batch)."""
-        from topazpu_core.errors import TopazPuError
-        from topazpu_core.images import read_image
-        reasons = []
-        for mic in micList:
-            try:
-                read_image(_absPath(mic.getFileName()))
-                return False
-            except TopazPuError as e:
-                reasons.append(str(e))
-        with open(stdoutFile + '.tmp', 'w') as f:
-            for reason in reasons:
-                f.write('skipped: %s\n' % reason)
-        os.replace(stdoutFile + '.tmp', stdoutFile)
-        for reason in reasons:
-            self.info('Skipped unreadable micrograph: %s' % reason)
-        return True
+        skipped = base.runEngineBatch(self, 'pick', '%s -o %s' % (self._getEngineArgs(), base.quote(picksFile)),
+                                      [m.getFileName() for m in micList], listFile, stdoutFile, picksFile,
+                                      threads=self.getBinThreads())
+        if not os.path.exists(picksFile):
+            return  # every micrograph of the batch is unreadable: all reported, none picked
+        skipped = {path for path, _ in skipped}
+        self._splitPicks(picksFile, [mic for mic in micList if base.absPath(mic.getFileName()) not in skipped])
 
     def _splitPicks(self, picksFile, micList):
         """One `x y score` file per micrograph (empty when nothing was picked)."""
@@ -186,7 +142,7 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         out = []
         for stdoutFile in sorted(glob.glob(self._getExtraPath('batches', 'batch_*.stdout'))):
             listFile = stdoutFile[:-len('.stdout')] + '.txt'
-            out += [(os.path.basename(path), reason) for path, reason in _skippedInBatch(listFile, stdoutFile)]
+            out += [(os.path.basename(path), reason) for path, reason in base.skippedInBatch(listFile, stdoutFile)]
         return out
 
     def readCoordsFromMics(self, outputDir, micDoneList, outputCoords):
@@ -215,6 +171,11 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         return done
 
     # --------------------------- UTILS functions ----------------------------
+    def getBinThreads(self):
+        """Torch threads of each engine job. pyworkflow's default reads a `binThreads` form
+        parameter (the run log header prints it); here the run's threads are shared out."""
+        return base.jobThreads(self, True)
+
     def getModel(self):
         return self.inputModel.get()
 
@@ -308,13 +269,9 @@ class TopazPuProtPick(ProtParticlePickingAuto):
             out = self.outputCoordinates
             summary.append('Picked %d particles on %d micrographs, box size %d px.'
                            % (out.getSize(), len(convert.coordinatesMicNames(out)), out.getBoxSize()))
-        skipped = self.getSkippedMicrographs()
+        skipped = base.skippedSummary(self.getSkippedMicrographs(), 'not picked')
         if skipped:
-            shown = ['%s (%s)' % (name, reason) for name, reason in skipped[:20]]
-            if len(skipped) > 20:
-                shown.append('and %d more' % (len(skipped) - 20))
-            summary.append('Skipped %d unreadable micrograph%s, not picked: %s.'
-                           % (len(skipped), '' if len(skipped) == 1 else 's', '; '.join(shown)))
+            summary.append(skipped)
         return summary
 
     def _methods(self):
@@ -329,36 +286,6 @@ class TopazPuProtPick(ProtParticlePickingAuto):
 
     def _citations(self):
         return ['Bepler2019']
-
-
-def _absPath(path):
-    return os.path.normpath(os.path.abspath(path))
-
-
-def _skippedInBatch(listFile, stdoutFile):
-    """[(path, reason)] from the "skipped: <path>: <reason>" lines of a batch's engine stdout.
-
-    The path is matched against the micrographs of the batch's list file, so paths holding
-    ": " are read correctly; an unknown path is taken up to the first ": ".
-    """
-    if not os.path.exists(stdoutFile):
-        return []
-    known = []
-    if os.path.exists(listFile):
-        with open(listFile) as f:
-            known = sorted({_absPath(line.strip()) for line in f if line.strip()}, key=len, reverse=True)
-    out = []
-    with open(stdoutFile, errors='replace') as f:
-        for line in f:
-            if not line.startswith('skipped: '):
-                continue
-            text = line[len('skipped: '):].rstrip('\n')
-            path = next((p for p in known if text.startswith(p + ':')), None)
-            if path is None:
-                path = text.split(': ', 1)[0]
-            reason = text[len(path) + 1:].strip() if text.startswith(path + ':') else text
-            out.append((path, reason))
-    return out
 
 
 class _SingleMicMap:

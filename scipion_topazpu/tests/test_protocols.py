@@ -215,6 +215,61 @@ class TestTopazPuPipeline(BaseTest):
         updates = open(pick.getStdoutLog()).read().count('Reading coordinates from mics')
         self.assertGreaterEqual(updates, 2, 'the output grew %d time(s)' % updates)
 
+    # ---- a corrupt micrograph among good ones --------------------------------------------
+    def test_unreadable_micrograph_skipped_by_normalize_and_pick(self):
+        """Normalize and pick leave out a truncated MRC, name it in their summaries and logs, and
+        give the good micrographs exactly what they get without it."""
+        import shutil
+        from topazpu_core.images import image_name, read_image
+        from topazpu_core.normalize import preprocess_images
+        mics, _ = common.bundled()
+        folder = os.path.abspath(self.proj.getTmpPath('mixed'))
+        os.makedirs(folder, exist_ok=True)
+        for m in mics:
+            shutil.copy(m, folder)
+        with open(mics[0], 'rb') as f:
+            raw = f.read()
+        with open(os.path.join(folder, 'zz_truncated.mrc'), 'wb') as f:
+            f.write(raw[:len(raw) // 2])
+        protMics = self.newProtocol(ProtImportMicrographs, filesPath=folder, filesPattern='*.mrc',
+                                    samplingRate=common.SAMPLING_RATE, voltage=300, objLabel='import with a corrupt one')
+        common.launch(self, protMics)
+        self.assertEqual(protMics.outputMicrographs.getSize(), 5)
+
+        # One job for all five: the engine skips the bad one and exits with "some skipped".
+        norm = self.newProtocol(TopazPuProtNormalize, scale=common.SCALE, batchSize=0, numberOfThreads=1,
+                                inputMicrographs=protMics.outputMicrographs)
+        common.launch(self, norm)
+        out = norm.outputMicrographs
+        self.assertEqual(sorted(m.getMicName() for m in out), sorted(os.path.basename(m) for m in mics))
+        alone = {p['image_name']: a for a, p in preprocess_images(mics, common.SCALE, method='gmm', seed=0,
+                                                                   progress=False)}
+        for mic in out:
+            np.testing.assert_array_equal(read_image(mic.getFileName()), alone[image_name(mic.getFileName())])
+        summary = '\n'.join(norm.summary())
+        self.assertIn('Skipped 1 unreadable micrograph', summary)
+        self.assertIn('zz_truncated.mrc', summary)
+        with open(norm.getStdoutLog(), errors='replace') as f:  # the engine's line, in the run log
+            self.assertRegex(f.read(), r'\nskipped: /\S+/zz_truncated\.mrc: truncated MRC file')
+
+        # Batches of 2 as the pipeline's pick: the last batch holds only the bad micrograph.
+        pick = self.newProtocol(TopazPuProtPick, particleDiameter=common.PARTICLE_DIAMETER_A,
+                                inputMicrographs=protMics.outputMicrographs, inputModel=self.protTrain.outputModel,
+                                streamingBatchSize=2, numberOfThreads=2)
+        common.launch(self, pick)
+        micMap = convert.MicrographMap(protMics.outputMicrographs)
+        got, _ = convert.setToCoordinates(pick.outputCoordinates, micMap)
+        expected, _ = convert.setToCoordinates(self.protPick.outputCoordinates,
+                                               convert.MicrographMap(self.protMics.outputMicrographs))
+        self.assertEqual(sorted(got.image_names()), sorted(expected.image_names()))
+        got, expected = got.by_image(), expected.by_image()
+        for name in expected:
+            a, b = got[name], expected[name]
+            np.testing.assert_allclose(a.xy[np.lexsort(a.xy.T)], b.xy[np.lexsort(b.xy.T)])
+        summary = '\n'.join(pick.summary())
+        self.assertIn('Skipped 1 unreadable micrograph', summary)
+        self.assertIn('zz_truncated.mrc', summary)
+
     # ---- continue training ---------------------------------------------------------------
     def test_train_raw_micrographs_and_continue(self):
         """Raw micrographs are preprocessed by the training itself; "continue" keeps finished epochs."""
@@ -349,6 +404,28 @@ class TestTopazPuPipeline(BaseTest):
             self.assertTrue(prot.methods(), prot.getClassName())
         for prot in (self.protNorm, self.protTrain, self.protPick):
             self.assertTrue(any('Bepler' in c for c in prot.citations()), prot.citations())
+
+    # ---- run logs --------------------------------------------------------------------------
+    def test_run_logs_header_threads_and_progress(self):
+        """The header states each engine job's threads (pyworkflow's binThreads), the engine's
+        progress is a line per epoch or pass (no tqdm redraws), and no raw colour codes."""
+        # normalize: 3 threads = 2 parallel jobs of 1 thread; pick: 2 = 1 job of 2; train: serial, 2.
+        for prot, threads in ((self.protNorm, 1), (self.protPick, 2), (self.protTrain, 2)):
+            with open(prot.getStdoutLog(), errors='replace') as f:
+                log = f.read()
+            with open(prot.getStderrLog(), errors='replace') as f:
+                log += f.read()
+            with self.subTest(protocol=prot.getClassName()):
+                self.assertNotIn('Cannot get information about MPI/threads', log)
+                self.assertIn('binary Threads: %d' % threads, log)
+                self.assertNotIn('\r', log)
+                self.assertNotIn('step/s]', log)  # a tqdm bar
+                self.assertNotIn('\x1b[', log)
+        with open(self.protTrain.getStderrLog(), errors='replace') as f:
+            log = f.read()  # the engine's log
+        for epoch in range(1, common.TRAIN_PARAMS['epochs'] + 1):
+            self.assertRegex(log, r'INFO epoch %d: loss' % epoch)
+        self.assertLess(len(log), 20000)
 
     # ---- wizards on real outputs ---------------------------------------------------------
     def test_wizards(self):

@@ -1,9 +1,12 @@
 """The workflow template: placeholders, loading, and a headless scheduled run in a fresh project."""
 import json
 import os
+import shutil
+import tempfile
+import unittest
 
-import pytest
 from pyworkflow.project import Manager
+from pyworkflow.tests import BaseTest
 
 from scipion_topazpu import workflow
 from scipion_topazpu.tests import common
@@ -22,53 +25,66 @@ def values(tmpdir, **overrides):
     return v
 
 
-def test_template_placeholders():
-    from pyworkflow.template import LocalTemplate
-    t = LocalTemplate('scipion_topazpu', workflow.templatePath())
-    assert 'positive-unlabeled' in t.description
-    t.replaceEnvVariables()
-    t.parseContent()
-    assert {p.getAlias() for p in t.getParams().values()} == ALIASES
+class TestTopazPuTemplateFile(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='topazpu-template-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def test_template_placeholders(self):
+        from pyworkflow.template import LocalTemplate
+        t = LocalTemplate('scipion_topazpu', workflow.templatePath())
+        self.assertIn('positive-unlabeled', t.description)
+        t.replaceEnvVariables()
+        t.parseContent()
+        self.assertEqual({p.getAlias() for p in t.getParams().values()}, ALIASES)
+
+    def test_fill_template(self):
+        path = workflow.fillTemplate(values(self.tmp), os.path.join(self.tmp, 'wf.json'))
+        with open(path) as f:
+            text = f.read()
+        protocols = json.loads(text)
+        self.assertEqual([p['object.className'] for p in protocols], [
+            'ProtImportMicrographs', 'TopazPuProtImportCoordinates', 'TopazPuProtNormalize', 'TopazPuProtTrain',
+            'TopazPuProtPick'])
+        byClass = {p['object.className']: p for p in protocols}
+        ids = {p['object.className']: p['object.id'] for p in protocols}
+        self.assertEqual(byClass['TopazPuProtTrain']['inputMicrographs'],
+                         '%s.outputMicrographs' % ids['TopazPuProtNormalize'])
+        self.assertEqual(byClass['TopazPuProtPick']['inputModel'], '%s.outputModel' % ids['TopazPuProtTrain'])
+        self.assertEqual(byClass['TopazPuProtPick']['inputMicrographs'],
+                         '%s.outputMicrographs' % ids['ProtImportMicrographs'])
+        self.assertAlmostEqual(float(byClass['TopazPuProtTrain']['particleDiameter']), common.PARTICLE_DIAMETER_A)
+        self.assertNotIn('~', text)
+
+    def test_fill_template_rejects_bad_values(self):
+        out = os.path.join(self.tmp, 'wf.json')
+        with self.assertRaisesRegex(ValueError, 'no placeholder'):
+            workflow.fillTemplate(dict(values(self.tmp), bogus=1), out)
+        with self.assertRaisesRegex(ValueError, 'epochs'):
+            workflow.fillTemplate(values(self.tmp, epochs='ten'), out)
+        v = values(self.tmp)
+        del v['coordsFile']
+        with self.assertRaisesRegex(ValueError, 'coordsFile'):
+            workflow.fillTemplate(v, out)
 
 
-def test_fill_template(tmp_path):
-    path = workflow.fillTemplate(values(tmp_path), str(tmp_path / 'wf.json'))
-    with open(path) as f:
-        protocols = json.load(f)
-    assert [p['object.className'] for p in protocols] == [
-        'ProtImportMicrographs', 'TopazPuProtImportCoordinates', 'TopazPuProtNormalize', 'TopazPuProtTrain',
-        'TopazPuProtPick']
-    byClass = {p['object.className']: p for p in protocols}
-    ids = {p['object.className']: p['object.id'] for p in protocols}
-    assert byClass['TopazPuProtTrain']['inputMicrographs'] == '%s.outputMicrographs' % ids['TopazPuProtNormalize']
-    assert byClass['TopazPuProtPick']['inputModel'] == '%s.outputModel' % ids['TopazPuProtTrain']
-    assert byClass['TopazPuProtPick']['inputMicrographs'] == '%s.outputMicrographs' % ids['ProtImportMicrographs']
-    assert float(byClass['TopazPuProtTrain']['particleDiameter']) == pytest.approx(common.PARTICLE_DIAMETER_A)
-    assert '~' not in open(path).read()
+class TestTopazPuTemplateRun(BaseTest):
 
-
-def test_fill_template_rejects_bad_values(tmp_path):
-    with pytest.raises(ValueError, match='no placeholder'):
-        workflow.fillTemplate(dict(values(tmp_path), bogus=1), str(tmp_path / 'wf.json'))
-    with pytest.raises(ValueError, match='epochs'):
-        workflow.fillTemplate(values(tmp_path, epochs='ten'), str(tmp_path / 'wf.json'))
-    v = values(tmp_path)
-    del v['coordsFile']
-    with pytest.raises(ValueError, match='coordsFile'):
-        workflow.fillTemplate(v, str(tmp_path / 'wf.json'))
-
-
-def test_template_runs_headless_scheduled(tmp_path):
-    """Method 1: load the template into a new project and schedule every protocol."""
-    project = Manager().createProject('TestTopazPuTemplate')
-    cwd = os.getcwd()
-    try:
-        protocols = workflow.loadWorkflow(project, workflow.fillTemplate(values(tmp_path), str(tmp_path / 'wf.json')))
-        workflow.runWorkflow(project, protocols, schedule=True, timeout=600, poll=2)
-    finally:
-        os.chdir(cwd)
-    pick = protocols[-1]
-    coords = pick.outputCoordinates
-    assert coords.getSize() > 0 and coords.isStreamClosed()
-    assert coords.getBoxSize() == 50
-    assert protocols[3].outputModel.getEpochsTrained() == 1
+    def test_template_runs_headless_scheduled(self):
+        """Method 1: load the template into a new project and schedule every protocol."""
+        tmp = tempfile.mkdtemp(prefix='topazpu-template-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        project = Manager().createProject('TestTopazPuTemplate')
+        cwd = os.getcwd()
+        try:
+            protocols = workflow.loadWorkflow(project, workflow.fillTemplate(values(tmp), os.path.join(tmp, 'wf.json')))
+            workflow.runWorkflow(project, protocols, schedule=True, timeout=600, poll=2)
+        finally:
+            os.chdir(cwd)
+        pick = protocols[-1]
+        coords = pick.outputCoordinates
+        self.assertGreater(coords.getSize(), 0)
+        self.assertTrue(coords.isStreamClosed())
+        self.assertEqual(coords.getBoxSize(), 50)
+        self.assertEqual(protocols[3].outputModel.getEpochsTrained(), 1)

@@ -1,8 +1,8 @@
 """Pick particles on PREPROCESSED micrographs with a trained model (score, NMS, threshold).
 
 Coordinates come out in the preprocessed frame, times -x/--up-scale and divided by
--s/--down-scale. Use `topazpu pick` to start from raw micrographs. Unreadable micrographs are
-reported and skipped.
+-s/--down-scale. Use `topazpu pick` to start from raw micrographs. An unreadable micrograph
+is skipped and named on a "skipped: <path>: <reason>" line; the exit status is then 3.
 
 An interrupted run resumes: each finished micrograph is kept in OUTPUT.parts/ until the output
 is written, and the same command run again picks only the micrographs still missing (a
@@ -35,4 +35,4 @@ def main(args):
     journal = open_journal(args, "extract", options, {"factor": factor})
     coords, shapes, skipped = pick_preprocessed_files(model, list_images(args.micrographs), options, factor=factor,
                                                       progress=not args.no_progress, journal=journal)
-    write_picks(coords, args, shapes, skipped, journal)
+    return write_picks(coords, args, shapes, skipped, journal)

@@ -2,8 +2,8 @@
 
 The micrographs are downsampled by the model's recorded scale and normalised with its
 recorded method (the data-set mixture is fitted on the micrographs given), scored, and the
-picks are written in the original micrographs' pixel frame. Unreadable micrographs are
-reported and skipped.
+picks are written in the original micrographs' pixel frame. An unreadable micrograph is
+skipped and named on a "skipped: <path>: <reason>" line; the exit status is then 3.
 
 An interrupted run resumes: each finished micrograph is kept in OUTPUT.parts/ until the output
 is written, and the same command run again picks only the micrographs still missing (a
@@ -32,4 +32,4 @@ def main(args):
     journal = open_journal(args, "pick", options, {"seed": args.seed})
     coords, shapes, skipped = pick_raw_files(model, meta, list_images(args.micrographs), options, seed=args.seed,
                                              progress=not args.no_progress, journal=journal)
-    write_picks(coords, args, shapes, skipped, journal)
+    return write_picks(coords, args, shapes, skipped, journal)

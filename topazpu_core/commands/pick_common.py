@@ -85,7 +85,9 @@ def open_journal(args, command, options, extra=None):
 
 
 def write_picks(coords, args, shapes, skipped=(), journal=None):
+    """Write the picks, print the summary and the skipped micrographs; -> the exit status."""
     from topazpu_core.coordinates import write_coordinates
+    from topazpu_core.errors import report_skipped
 
     write_coordinates(coords, args.output, fmt=args.format, box_size=args.boxsize, image_shapes=shapes)
     if journal is not None:
@@ -93,5 +95,4 @@ def write_picks(coords, args, shapes, skipped=(), journal=None):
     n_mics = len(shapes)
     print("%d particles on %d micrographs (%.1f per micrograph) -> %s"
           % (len(coords), n_mics, len(coords) / max(n_mics, 1), args.output))
-    for path, reason in skipped:
-        print("skipped: %s" % reason)
+    return report_skipped(skipped, n_mics + len(skipped))

@@ -9,7 +9,9 @@ each micrograph by its own mean and standard deviation.
 Output pixel (i, j) sits at input coordinate (i * SCALE, j * SCALE), so coordinates convert
 by dividing by SCALE. Writes OUTDIR/<image_name>.mrc (pixel size x SCALE when the input has
 one), OUTDIR/preprocess.json and OUTDIR/preprocess.tsv (fitted parameters per micrograph)
-and OUTDIR/run.log. Every file is written atomically.
+and OUTDIR/run.log. Every file is written atomically. An unreadable micrograph is skipped,
+named on a "skipped: <path>: <reason>" line and in run.log, and the others are written (the
+gmm fit is made without it); the exit status is then 3.
 
 examples:
   topazpu preprocess -s 2 -o processed/ raw/*.mrc
@@ -21,7 +23,7 @@ import os
 import sys
 
 from topazpu_core import __version__
-from topazpu_core.errors import TopazPuError
+from topazpu_core.errors import TopazPuError, report_skipped
 from topazpu_core.images import list_images
 from topazpu_core.normalize import DEFAULT_SAMPLE
 from topazpu_core.options import NORMALIZATIONS
@@ -82,12 +84,17 @@ def main(args):
                                       if not k.startswith("_")})
         logger.info("preprocessing %d micrographs: scale %g, method %s, seed %d",
                     len(paths), args.scale, args.method, args.seed)
+        skipped = []
         meta = preprocess_to_directory(paths, args.output, scale=args.scale,
                                        method=args.method, seed=args.seed,
-                                       sample=args.sample, fmt=args.format)
-        logger.info("wrote %d micrographs, preprocess.json and preprocess.tsv to %s",
-                    len(meta["images"]), args.output)
+                                       sample=args.sample, fmt=args.format, skipped=skipped)
+        logger.info("wrote %d micrographs, preprocess.json and preprocess.tsv to %s%s",
+                    len(meta["images"]), args.output,
+                    "; skipped %d unreadable" % len(skipped) if skipped else "")
+    except TopazPuError as e:  # into run.log too; the command line prints it on stderr
+        handler.handle(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "error: %s", (e,), None))
+        raise
     finally:
         root.removeHandler(handler)
         handler.close()
-    return None
+    return report_skipped(skipped, len(paths))
