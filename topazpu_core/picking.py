@@ -2,7 +2,11 @@
 
 `pick_image` = score every pixel (models.score_map, tiled so memory stays bounded) ->
 non-maximum suppression (nms) with an edge margin, threshold and per-micrograph cap.
-Scores are logits: log(p / (1 - p)), 0 is p = 0.5. All lengths are in px of the images given.
+Scores are the network's logits, averaged over orientations. They rank picks; they are not
+calibrated probabilities of a particle (training pulls the mean over all pixels towards the
+small prior pi, so most picks score below 0): use the model's threshold ('auto', the score
+above which the expected particles per micrograph are picked). All lengths are in px of the
+images given.
 """
 import dataclasses
 import logging
@@ -161,6 +165,9 @@ def set_threads(threads):
 def resolve_threshold(value, metadata):
     """'auto' -> the model's suggested threshold (from its validation curve); else a float logit."""
     if value is None or str(value) == "auto":
+        if metadata.get("threshold", 0.0) is None:
+            raise TopazPuError("this model has no suggested threshold (a checkpoint of a training without "
+                               "validation): give -t with a number")
         return float(metadata.get("threshold", 0.0))
     try:
         return float(value)
@@ -174,7 +181,8 @@ def add_pick_args(p, frame):
     p.add_argument("-r", "--radius", type=float,
                    help="NMS radius, px of the %s micrographs (default: the model's particle radius)" % frame)
     p.add_argument("-t", "--threshold", default="auto",
-                   help="keep picks with logit >= THRESHOLD, or 'auto' = the model's validated max-F1 threshold "
+                   help="keep picks with score >= THRESHOLD, or 'auto' = the model's threshold, at which it picks "
+                        "the expected particles per micrograph (-n of training) on its validation micrographs "
                         "(default: auto); --threshold=-inf keeps every peak")
     p.add_argument("--max-per-micrograph", type=int, help="keep at most N best picks per micrograph (default: all)")
     p.add_argument("--edge-margin", type=float,

@@ -384,7 +384,8 @@ class TestTopazPuPipeline(BaseTest):
         pngs = writePickOverlays(self.protPick.outputCoordinates, out, maxMicrographs=2)
         self.assertEqual(len(pngs), 2)
         png = writeScoreHistogram(self.protPick.outputCoordinates, os.path.join(out, 'hist.png'),
-                                  threshold=self.protTrain.outputModel.getThreshold())
+                                  threshold=self.protTrain.outputModel.getThreshold(),
+                                  expectedPerMicrograph=self.protTrain.outputModel.getMetadata()['n_per_micrograph'])
         self.assertGreater(os.path.getsize(png), 1000)
 
     def test_viewers_build_views(self):
