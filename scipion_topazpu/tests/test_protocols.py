@@ -120,7 +120,9 @@ class TestTopazPuPipeline(BaseTest):
         self.assertIsNotNone(model.getValAp())
         self.assertIsNotNone(model.getThreshold())
         meta = model.getMetadata()
-        self.assertEqual(meta['n_train_micrographs'] + meta['n_val_micrographs'], 3)
+        # default validation: a fifth of the labels held out, all 3 labelled micrographs train and validate
+        self.assertEqual((meta['n_train_micrographs'], meta['n_val_micrographs']), (3, 3))
+        self.assertEqual(meta['validation'], 'held-out labels (0.2)')
         parents = self._parentIds(model)
         self.assertIn(self.protNorm.outputMicrographs.getObjId(), parents)
         self.assertIn(self.protCoords.outputCoordinates.getObjId(), parents)
