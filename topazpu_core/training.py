@@ -2,8 +2,8 @@
 
 One epoch = `epoch_size` Adam steps on dense tile minibatches (sampling.TileSampler). After each
 epoch the model picks the validation micrographs (score, NMS, match, AP at the particle
-radius); the best epoch is kept, training stops early after `patience` epochs without
-improvement, and every epoch is checkpointed so `resume=True` continues exactly: the sampler's
+radius); the best epoch is kept (the latest one within the AP's sampling noise of the highest,
+`keeps_epoch`), training stops early after `patience` epochs without a kept epoch, and every epoch is checkpointed so `resume=True` continues exactly: the sampler's
 random stream for epoch e is seeded by (seed, e), so an interrupted epoch replays identically.
 Each checkpoint also holds that epoch's model metadata, so `pick`/`extract` can use it.
 
@@ -184,6 +184,21 @@ def validate(model, micrographs, particle_radius, edge_margin=0, expected=None):
     return result
 
 
+def keeps_epoch(ap, n_targets, max_ap):
+    """Whether a later epoch replaces the best so far: its validation AP is within the AP's
+    sampling noise, sqrt(AP (1 - AP) / validation targets), of the highest AP seen.
+
+    With a few dozen sparse validation labels that noise is several points of AP, so epochs
+    that validation cannot tell apart go to the later one (trained longer, at a lower learning
+    rate) rather than to a lucky early peak, and early stopping (`patience` epochs without a
+    kept epoch) ends training only after a clear drop.
+    """
+    if n_targets <= 0 or not np.isfinite(ap):
+        return False
+    noise = math.sqrt(max(ap * (1 - ap), 0.0) / n_targets)
+    return ap >= max_ap - noise
+
+
 def thinned_curve(curve, keep_index=None, points=400):
     """At most `points` evenly spaced points of a curve dict (lists of floats), always keeping
     `keep_index` (the best-F1 point) so that a best-F1 choice on the thinned curve is the same."""
@@ -251,7 +266,7 @@ class Trainer:
         self._start_at_prior()
         self.history = []
         self.start_epoch = 0
-        self.best = {"epoch": -1, "val_ap": -1.0}
+        self.best = {"epoch": -1, "val_ap": -1.0, "max_val_ap": -1.0}
         self.best_state = None
         self.best_metadata = None
         self.validation = "none"
@@ -306,6 +321,7 @@ class Trainer:
                 "decoder": self.decoder.state_dict() if self.decoder else {},
                 "history": [{k: float(v) for k, v in row.items()} for row in self.history],
                 "best_epoch": self.best["epoch"], "best_val_ap": self.best["val_ap"],
+                "max_val_ap": self.best["max_val_ap"],
                 "best_model": self.best_state or {}, "best_metadata": json.dumps(self.best_metadata)}
 
     def restore(self, state):
@@ -314,7 +330,8 @@ class Trainer:
         if self.decoder is not None and state["decoder"]:
             self.decoder.load_state_dict(state["decoder"])
         self.history = [dict(row) for row in state["history"]]
-        self.best = {"epoch": int(state["best_epoch"]), "val_ap": float(state["best_val_ap"])}
+        self.best = {"epoch": int(state["best_epoch"]), "val_ap": float(state["best_val_ap"]),
+                     "max_val_ap": float(state.get("max_val_ap", state["best_val_ap"]))}
         self.best_state = state["best_model"] or None
         self.best_metadata = json.loads(state.get("best_metadata") or "null")
         self.start_epoch = int(state["epoch"]) + 1
@@ -370,8 +387,9 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
                               expected=trainer.expected_counts(val))
             row.update(val_ap=result["ap"], val_best_f1=result["best_f1"], val_threshold=result["threshold_count"])
         meta = model_metadata(trainer, epoch, result)
-        if result is None or result["ap"] > trainer.best["val_ap"]:
-            trainer.best = {"epoch": epoch, "val_ap": result["ap"] if result else float("nan")}
+        if result is None or keeps_epoch(result["ap"], result["n_targets"], trainer.best["max_val_ap"]):
+            ap = result["ap"] if result else float("nan")
+            trainer.best = {"epoch": epoch, "val_ap": ap, "max_val_ap": max(ap, trainer.best["max_val_ap"])}
             trainer.best_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
             trainer.best_metadata = meta
         trainer.history.append(row)
