@@ -22,6 +22,17 @@ bgal AP >= 0.75; ribosome recall of the (incomplete) labels >= 0.9 at the auto t
 `topaz extract -r R/SCALE --threshold=-inf`, picks scaled back by SCALE and scored with OUR
 metrics; the table shows both side by side. Slow (~5 min of training per data set on 2 cores).
 
+Protocols (--protocols, default both): "dense" validates training on the held-out micrographs
+with ALL their particles (--test-images/--test-targets: best epoch and threshold are chosen on
+the micrographs scored, an optimistic setting); "sparse" is what users have: training gets only
+its sparse labels and validates with the CLI's default (a held-out fraction of those labels,
+estimated AP, threshold from -n), and is scored on the same densely labelled micrographs, which
+it never saw. --seeds 0,1,2 repeats everything per seed (split, labels, initialisation) and
+prints mean +- sd per data set and protocol. Reported besides AP and F1: count_ratio = picks at
+the auto threshold / particles present, and F1 at the model's estimated best-F1 threshold.
+--no-timing skips the extract and thresholded pick runs (the auto picks are the every-peak picks
+at or above the threshold: NMS is greedy by score, so this is what pick -t auto returns).
+
 --objectives trains the four objectives (PN, NNPU, GE-KL, GE-binomial) in-process
 (topazpu_core.training.fit; the micrographs are preprocessed once) at 10, 50, 200 and 1000
 labels on the apoferritin split, 3 replicates each (replicate r draws labels and initialises
@@ -32,8 +43,8 @@ per objective x label count. Long: 48 trainings by default.
 training micrographs and prints the AP held out and on those training micrographs themselves:
 what the annotations allow this network, whatever the objective.
 
-    python benchmarks/bench_quality.py [--datasets apoferritin,bgal,ribosome] [--seed 0]
-        [--epochs E] [--epoch-size U] [--topaz] [--objectives] [--ceiling] [--quick] [--out results.json]
+    python benchmarks/bench_quality.py [--datasets apoferritin,bgal,ribosome] [--seed 0 | --seeds 0,1,2]
+        [--protocols dense,sparse] [--no-timing] [--epochs E] [--epoch-size U] [--topaz] [--objectives] [--ceiling] [--quick] [--out results.json]
     python benchmarks/bench_quality.py --quick            # smoke test, a few minutes
 """
 import argparse
@@ -129,6 +140,7 @@ def score_picks(picks_all, picks_auto, targets, radius, val_names):
         p = tp / n_auto if n_auto else 0.0
         rec = tp / n_t if n_t else 0.0
         out.update(n_picks_at_threshold=n_auto, picks_per_micrograph=n_auto / max(1, len(val_names)),
+                   count_ratio=n_auto / max(1, n_t),
                    precision_at_threshold=p, recall_at_threshold=rec,
                    f1_at_threshold=2 * p * rec / (p + rec) if p + rec > 0 else 0.0)
     return out
@@ -153,11 +165,11 @@ def check_targets(dataset, result):
 # our pipeline (command line)
 
 
-def run_ours(split, files, work, opts):
+def run_ours(split, files, work, opts, protocol="dense"):
     d = split.dataset
-    w = fresh_dir(os.path.join(work, "topazpu"))
+    w = fresh_dir(os.path.join(work, "topazpu" if protocol == "dense" else "topazpu_" + protocol))
     logs = os.path.join(w, "logs")
-    res = {"tool": "topazpu", "dataset": d.name}
+    res = {"tool": "topazpu", "dataset": d.name, "protocol": protocol, "seed": split.seed}
     pre = os.path.join(w, "pre")
     res["preprocess_seconds"] = run(topazpu("preprocess", "-s", d.scale, "-o", pre, files["train_images"],
                                             files["val_images"]), os.path.join(logs, "preprocess.log"))
@@ -165,10 +177,10 @@ def run_ours(split, files, work, opts):
     train_list = write_image_list([pre_path(p) for p in split.train_paths], os.path.join(w, "pre_train.txt"))
     val_list = write_image_list([pre_path(p) for p in split.val_paths], os.path.join(w, "pre_val.txt"))
     model = os.path.join(w, "model.pt")
-    cmd = topazpu("train", "--train-images", train_list, "--train-targets", files["train_targets_pre"],
-                  "--test-images", val_list, "--test-targets", files["val_targets_pre"],
+    validation = ["--test-images", val_list, "--test-targets", files["val_targets_pre"]] if protocol == "dense" else []
+    cmd = topazpu("train", "--train-images", train_list, "--train-targets", files["train_targets_pre"], *validation,
                   "-n", "%.2f" % expected_n(split, opts), "--particle-radius", "%g" % d.radius_pre,
-                  "--seed", opts.seed, "--threads", opts.threads, "--no-progress", "-o", model)
+                  "--seed", split.seed, "--threads", opts.threads, "--no-progress", "-o", model)
     for flag, value in (("--epochs", opts.epochs), ("--epoch-size", opts.epoch_size), ("--arch", opts.arch),
                         ("--objective", opts.objective)):
         if value is not None:
@@ -178,6 +190,7 @@ def run_ours(split, files, work, opts):
     with open(os.path.splitext(model)[0] + ".json") as f:
         meta = json.load(f)
     res.update(auto_threshold=meta.get("threshold"), val_ap_during_training=meta.get("val_ap"),
+               val_estimate=meta.get("val_estimate"), f1_threshold=meta.get("val_threshold_at_best_f1"),
                best_epoch=meta.get("best_epoch"), epochs_trained=meta.get("epochs_trained"),
                architecture=meta.get("architecture"), method=meta.get("method"), pi=meta.get("pi"))
     n_val = len(split.val_paths)
@@ -185,18 +198,25 @@ def run_ours(split, files, work, opts):
     every = os.path.join(w, "picks_all.txt")
     ext = os.path.join(w, "extract_all.txt")
     common = ["--threads", opts.threads, "--no-progress"]
-    res["pick_seconds_per_micrograph"] = run(
-        topazpu("pick", "--model", model, "-o", auto, *common, files["val_images"]),
-        os.path.join(logs, "pick_auto.log")) / n_val
+    if not opts.no_timing:
+        res["pick_seconds_per_micrograph"] = run(
+            topazpu("pick", "--model", model, "-o", auto, *common, files["val_images"]),
+            os.path.join(logs, "pick_auto.log")) / n_val
     res["pick_all_seconds_per_micrograph"] = run(
         topazpu("pick", "--model", model, "--threshold=-inf", "-o", every, *common, files["val_images"]),
         os.path.join(logs, "pick_all.log")) / n_val
-    res["extract_seconds_per_micrograph"] = run(
-        topazpu("extract", "--model", model, "--threshold=-inf", "-x", d.scale, "-o", ext, *common, val_list),
-        os.path.join(logs, "extract_all.log")) / n_val
     targets = split.val_targets
-    res.update(score_picks(read_coordinates(every), read_coordinates(auto), targets, d.radius, split.val_names))
-    res["ap_extract"] = score_picks(read_coordinates(ext), None, targets, d.radius, split.val_names)["ap"]
+    picks = read_coordinates(every)
+    auto_picks = picks.subset(picks.score >= meta["threshold"]) if opts.no_timing else read_coordinates(auto)
+    res.update(score_picks(picks, auto_picks, targets, d.radius, split.val_names))
+    if res.get("f1_threshold") is not None:
+        at_f1 = score_picks(None, picks.subset(picks.score >= res["f1_threshold"]), targets, d.radius, split.val_names)
+        res.update(f1_at_f1_threshold=at_f1["f1_at_threshold"], count_ratio_at_f1_threshold=at_f1["count_ratio"])
+    if not opts.no_timing:
+        res["extract_seconds_per_micrograph"] = run(
+            topazpu("extract", "--model", model, "--threshold=-inf", "-x", d.scale, "-o", ext, *common, val_list),
+            os.path.join(logs, "extract_all.log")) / n_val
+        res["ap_extract"] = score_picks(read_coordinates(ext), None, targets, d.radius, split.val_names)["ap"]
     return res
 
 
@@ -407,10 +427,12 @@ def fmt(v, spec="%.3f"):
 
 
 def print_table(results):
-    cols = [("data set", "%-12s", "dataset"), ("tool", "%-8s", "tool"), ("AP", "%7s", "ap"),
+    cols = [("data set", "%-12s", "dataset"), ("tool", "%-8s", "tool"), ("protocol", "%-9s", "protocol"),
+            ("seed", "%5s", "seed"), ("AP", "%7s", "ap"),
             ("bestF1", "%7s", "best_f1"), ("P@thr", "%7s", "precision_at_threshold"),
             ("R@thr", "%7s", "recall_at_threshold"), ("F1@thr", "%7s", "f1_at_threshold"),
-            ("picks/mic", "%10s", "picks_per_micrograph"), ("train s", "%9s", "train_seconds"),
+            ("picks/mic", "%10s", "picks_per_micrograph"), ("count", "%7s", "count_ratio"),
+            ("F1@f1thr", "%9s", "f1_at_f1_threshold"), ("train s", "%9s", "train_seconds"),
             ("pick s/mic", "%11s", "pick_seconds_per_micrograph"),
             ("extract s/mic", "%14s", "extract_seconds_per_micrograph"), ("targets", "  %s", "verdict")]
     header = "".join(spec % name for name, spec, _ in cols)
@@ -420,15 +442,43 @@ def print_table(results):
         cells = []
         for name, spec, key in cols:
             v = r.get(key)
-            if key in ("dataset", "tool", "verdict"):
+            if key in ("dataset", "tool", "verdict", "protocol", "seed"):
                 cells.append(spec % (v if v is not None else ""))
             elif key == "picks_per_micrograph" or key.endswith("seconds") or "seconds" in key:
                 cells.append(spec % fmt(v, "%.1f" if key in ("train_seconds", "picks_per_micrograph") else "%.2f"))
             else:
                 cells.append(spec % fmt(v))
         print("".join(cells))
-    print("(P/R/F1@thr: at the model's auto threshold; Topaz has none, its P/R at logit 0 are in the JSON. "
+    print("(P/R/F1@thr: at the model's auto threshold; count: picks there / particles present; F1@f1thr: F1 at "
+          "the model's estimated best-F1 threshold; Topaz has none, its P/R at logit 0 are in the JSON. "
           "Seconds include process start; pick = preprocess + score + NMS from raw micrographs.)")
+
+
+SUMMARY_KEYS = ("ap", "best_f1", "f1_at_threshold", "count_ratio", "f1_at_f1_threshold", "recall_at_threshold",
+                "val_ap_during_training", "train_seconds")
+
+
+def print_seed_summary(results):
+    """Mean +- sd over seeds per data set, tool and protocol -> {group: {key: {mean, sd, values}}}."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r["dataset"], r["tool"], r.get("protocol", "")), []).append(r)
+    print("%-12s %-8s %-9s %3s" % ("data set", "tool", "protocol", "n") + "".join("%20s" % k[:19] for k in SUMMARY_KEYS))
+    out = {}
+    for (name, tool, protocol), rows in groups.items():
+        line = "%-12s %-8s %-9s %3d" % (name, tool, protocol, len(rows))
+        cell = {}
+        for k in SUMMARY_KEYS:
+            v = np.array([r[k] for r in rows if isinstance(r.get(k), (int, float))], float)
+            if v.size:
+                cell[k] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                           "values": v.tolist()}
+                line += "%20s" % ("%.3f +- %.3f" % (cell[k]["mean"], cell[k]["sd"]))
+            else:
+                line += "%20s" % "-"
+        out["%s/%s/%s" % (name, tool, protocol)] = cell
+        print(line)
+    return out
 
 
 def main():
@@ -438,6 +488,12 @@ def main():
                    help="comma-separated data sets, or 'none' (default: %s)" % ",".join(DATASETS))
     p.add_argument("--data", help="shared data folder (default: $TOPAZPU_DATA or ../shared/data from the repository)")
     p.add_argument("--seed", type=int, default=0, help="split and training seed (default: 0)")
+    p.add_argument("--seeds", help="comma-separated seeds, each a full run (default: --seed)")
+    p.add_argument("--protocols", default="dense,sparse",
+                   help="dense (validate on the scored micrographs' full labels) and/or sparse (validate on held-out "
+                        "training labels) (default: %(default)s)")
+    p.add_argument("--no-timing", action="store_true",
+                   help="skip the thresholded pick and the extract runs (timing only; same quality numbers)")
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "topazpu_bench_quality"),
                    help="work folder (default: %(default)s); its per-data-set tool folders are replaced")
     p.add_argument("--out", help="write the results as JSON here (default: WORK/results.json)")
@@ -496,51 +552,64 @@ def main():
              ", QUICK smoke-test settings" if opts.quick else ""), flush=True)
     results, summary = [], {"settings": {k: v for k, v in vars(opts).items()}, "datasets": {}}
     t_start = time.time()
-    for name in names:
-        split = make_split(name, opts.seed, root=opts.data)
-        work = os.path.join(opts.work, name)
-        files = write_split(split, os.path.join(work, "split"))
-        s = split.summary()
-        print("\n== %s: %d training micrographs (%d labels), %d validation micrographs (%d targets), scale %d, "
-              "assignment radius %g px, -n %.1f" % (name, len(s["train_micrographs"]), s["n_train_labels"],
-                                                   len(s["val_micrographs"]), s["n_val_targets"], s["scale"],
-                                                   s["radius"], expected_n(split, opts)), flush=True)
-        entry = {"split": s}
-        try:
-            ours = run_ours(split, files, work, opts)
-        except RuntimeError as e:
-            print("topazpu failed: %s" % e, flush=True)
-            ours = {"tool": "topazpu", "dataset": name, "error": str(e), "train_seconds": None}
-        checks, ok = check_targets(split.dataset, ours)
-        ours.update(targets=checks, verdict=("PASS" if ok else "FAIL") + " (" + ", ".join(
-            "%s %s %s %g" % (k, fmt(c["value"], "%.0f" if c.get("at_most") else "%.3f"),
-                             "<=" if c.get("at_most") else ">=", c["target"]) for k, c in checks.items()) + ")")
-        print("topazpu: AP %s, best F1 %s, at auto threshold %s: P %s R %s (%s picks/mic); train %s s; %s"
-              % (fmt(ours.get("ap")), fmt(ours.get("best_f1")), fmt(ours.get("auto_threshold"), "%.2f"),
-                 fmt(ours.get("precision_at_threshold")), fmt(ours.get("recall_at_threshold")),
-                 fmt(ours.get("picks_per_micrograph"), "%.1f"), fmt(ours.get("train_seconds"), "%.0f"),
-                 ours["verdict"]), flush=True)
-        results.append(ours)
-        entry["topazpu"] = ours
-        if opts.topaz:
-            try:
-                tz = run_topaz(split, files, work, opts)
-                tz["verdict"] = "(reference)"
-                print("topaz:   AP %s, best F1 %s; train %.0f s, extract %.2f s/mic"
-                      % (fmt(tz.get("ap")), fmt(tz.get("best_f1")), tz["train_seconds"],
-                         tz["extract_seconds_per_micrograph"]), flush=True)
-                results.append(tz)
-                entry["topaz"] = tz
-            except RuntimeError as e:
-                print("topaz failed: %s" % e, flush=True)
-                entry["topaz"] = {"error": str(e)}
-        summary["datasets"][name] = entry
+    seeds = parse_list(opts.seeds, int) if opts.seeds else [opts.seed]
+    protocols = parse_list(opts.protocols)
+    for protocol in protocols:
+        if protocol not in ("dense", "sparse"):
+            p.error("unknown protocol %r (dense, sparse)" % protocol)
+    for seed in seeds:
+        for name in names:
+            split = make_split(name, seed, root=opts.data)
+            work = os.path.join(opts.work, name if len(seeds) == 1 else os.path.join("seed%d" % seed, name))
+            files = write_split(split, os.path.join(work, "split"))
+            s = split.summary()
+            print("\n== %s, seed %d: %d training micrographs (%d labels), %d validation micrographs (%d targets), "
+                  "scale %d, assignment radius %g px, -n %.1f"
+                  % (name, seed, len(s["train_micrographs"]), s["n_train_labels"], len(s["val_micrographs"]),
+                     s["n_val_targets"], s["scale"], s["radius"], expected_n(split, opts)), flush=True)
+            entry = {"split": s}
+            for protocol in protocols:
+                try:
+                    ours = run_ours(split, files, work, opts, protocol)
+                except RuntimeError as e:
+                    print("topazpu failed: %s" % e, flush=True)
+                    ours = {"tool": "topazpu", "dataset": name, "protocol": protocol, "seed": seed, "error": str(e),
+                            "train_seconds": None}
+                checks, ok = check_targets(split.dataset, ours)
+                ours.update(targets=checks, verdict=("PASS" if ok else "FAIL") + " (" + ", ".join(
+                    "%s %s %s %g" % (k, fmt(c["value"], "%.0f" if c.get("at_most") else "%.3f"),
+                                     "<=" if c.get("at_most") else ">=", c["target"]) for k, c in checks.items()) + ")")
+                print("topazpu (%s): AP %s, best F1 %s, at auto threshold %s: P %s R %s F1 %s (%s picks/mic, %s x the "
+                      "particles); train %s s; %s"
+                      % (protocol, fmt(ours.get("ap")), fmt(ours.get("best_f1")), fmt(ours.get("auto_threshold"), "%.2f"),
+                         fmt(ours.get("precision_at_threshold")), fmt(ours.get("recall_at_threshold")),
+                         fmt(ours.get("f1_at_threshold")), fmt(ours.get("picks_per_micrograph"), "%.1f"),
+                         fmt(ours.get("count_ratio"), "%.2f"), fmt(ours.get("train_seconds"), "%.0f"),
+                         ours["verdict"]), flush=True)
+                results.append(ours)
+                entry["topazpu" if protocol == "dense" else "topazpu_" + protocol] = ours
+            if opts.topaz:
+                try:
+                    tz = run_topaz(split, files, work, opts)
+                    tz.update(verdict="(reference)", seed=seed)
+                    print("topaz:   AP %s, best F1 %s; train %.0f s, extract %.2f s/mic"
+                          % (fmt(tz.get("ap")), fmt(tz.get("best_f1")), tz["train_seconds"],
+                             tz["extract_seconds_per_micrograph"]), flush=True)
+                    results.append(tz)
+                    entry["topaz"] = tz
+                except RuntimeError as e:
+                    print("topaz failed: %s" % e, flush=True)
+                    entry["topaz"] = {"error": str(e)}
+            summary["datasets"][name if len(seeds) == 1 else "%s/seed%d" % (name, seed)] = entry
     if results:
-        print("\n== summary (seed %d%s)" % (opts.seed, ", quick settings" if opts.quick else ""))
+        print("\n== summary (seeds %s%s)" % (",".join(map(str, seeds)), ", quick settings" if opts.quick else ""))
         print_table(results)
         if opts.topaz and "apoferritin" in names:
             print("(issue 3 reference: Topaz 0.3.20, 500 updates, 200 apoferritin labels, AP ~%.2f)"
                   % TOPAZ_REFERENCE_AP)
+        if len(seeds) > 1:
+            print("\n== mean +- sd over seeds %s" % ",".join(map(str, seeds)))
+            summary["over_seeds"] = print_seed_summary(results)
     if opts.objectives:
         print("\n== objectives on apoferritin")
         summary["objectives"] = run_objectives(opts, opts.work)

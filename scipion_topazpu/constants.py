@@ -34,6 +34,7 @@ PRIOR_PI = 1
 VAL_FRACTION = 0
 VAL_SET = 1
 VAL_NONE = 2
+VAL_LABELS = 3  # a fraction of the labels (their micrographs stay in training)
 
 # Threshold modes of the picker.
 THRESHOLD_MODEL = 0

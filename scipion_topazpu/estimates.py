@@ -70,8 +70,9 @@ def expectedParticlesPerMicrograph(counts, completeness=DEFAULT_LABEL_COMPLETENE
 def thresholdFromCurve(curve, criterion='f1', target=None):
     """A score threshold chosen on a validation precision-recall curve.
 
-    curve: dict with arrays 'threshold', 'precision', 'recall' (any order).
-    criterion: 'f1' (maximum F1), 'recall' (the highest threshold reaching recall >= target)
+    curve: dict with arrays 'threshold', 'precision', 'recall' (any order); a model's
+        'val_curve' holds the precision estimated from sparse labels (topazpu_core.metrics).
+    criterion: 'f1' (maximum F1, highest threshold among equal maxima: metrics.best_f1_index), 'recall' (the highest threshold reaching recall >= target)
     or 'precision' (the lowest threshold keeping precision >= target).
     Returns (threshold, precision, recall) at the chosen point.
     """
@@ -83,9 +84,8 @@ def thresholdFromCurve(curve, criterion='f1', target=None):
     order = np.argsort(-t)                     # descending threshold: recall grows
     t, p, r = t[order], p[order], r[order]
     if criterion == 'f1':
-        with np.errstate(invalid='ignore', divide='ignore'):
-            f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
-        i = int(np.nanargmax(f1))
+        from topazpu_core.metrics import best_f1_index  # the one best-F1 rule (evaluate, training)
+        i = best_f1_index(t, p, r)
     elif criterion == 'recall':
         if target is None:
             raise ValueError('criterion "recall" needs a target')

@@ -89,3 +89,18 @@ def test_latest_checkpoint_numeric_order(tmp_path):
     names = sorted(os.listdir(os.path.dirname(latest_checkpoint(path))))
     assert names[-1] == "epoch999.pt"  # a text sort would pick epoch 999: the order must be numeric
     assert os.path.basename(latest_checkpoint(path)) == "epoch1000.pt"
+
+
+def test_epoch_checkpoint_loads_as_that_epochs_model(tmp_path):
+    m = Classifier("conv31", units=8)
+    path = str(tmp_path / "m.pt")
+    meta = {"architecture": "conv31", "units": 8, "particle_radius": 8.0, "threshold": -2.5, "epoch": 4}
+    ck = save_checkpoint(path, 3, {"model": m.state_dict(), "optimizer": {}}, meta)
+    loaded, got = load_model(ck)
+    assert got["epoch"] == 4 and got["threshold"] == -2.5 and got["format_version"] == 1
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    # a checkpoint without metadata (older topazpu) is refused by name, with what to do instead
+    old = save_checkpoint(path, 5, {"model": m.state_dict()})
+    with pytest.raises(TopazPuError, match="epoch005.pt: this checkpoint holds no model metadata"):
+        load_model(old)

@@ -53,8 +53,13 @@ def test_training_outputs(trained):
     d, _, _ = trained
     meta = json.load(open(d / "model.json"))
     assert meta["scale"] == SCALE and meta["architecture"] == "resnet8"
-    assert meta["n_train_labels"] > 300 and meta["n_val_micrographs"] == 1  # 25% of 3 labelled micrographs
-    assert 0 < meta["pi"] < 0.1 and meta["val_ap"] is not None
+    # default validation: 20% of the labels held out, their 3 micrographs stay in training
+    assert meta["validation"] == "held-out labels (0.2)" and meta["n_val_micrographs"] == 3
+    n_labels = meta["n_train_labels"] + meta["val_n_targets"]
+    assert n_labels > 400 and meta["val_n_targets"] == round(0.2 * n_labels)
+    assert 0 < meta["pi"] < 0.1 and meta["val_ap"] is not None and meta["val_estimate"].startswith("estimated")
+    # the threshold picks the expected 200 per micrograph on the 3 validation micrographs
+    assert meta["threshold_rule"].startswith("picks the expected 200.0 particles per micrograph")
     assert os.path.getsize(d / "model.training.png") > 1000
     rows = (d / "model.training.tsv").read_text().splitlines()
     assert rows[0].startswith("epoch") and len(rows) == 1 + meta["epochs_trained"]
@@ -92,6 +97,27 @@ def test_extract_matches_pick_on_preprocessed_images(trained, tmp_path):
     # differ slightly; a pick in another frame (not multiplied back, or twice) matches nothing
     assert len(ex) > 50 and abs(len(ex) - len(pk)) <= max(3, 0.1 * len(ex))
     assert match_picks(ex.xy, pk.xy, SCALE).mean() >= 0.9
+
+
+def test_every_epoch_checkpoint_is_a_model(trained, tmp_path):
+    d, held, _ = trained
+    meta = json.load(open(d / "model.json"))
+    folder = checkpoint_dir(str(d / "model.pt"))
+    best = os.path.join(folder, "epoch%03d.pt" % (meta["best_epoch"] - 1))
+    model, cmeta = load_model(best)
+    assert cmeta["epoch"] == meta["best_epoch"] and cmeta["threshold"] == meta["threshold"]
+    final, _ = load_model(str(d / "model.pt"))
+    for k, v in final.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    pre = d / "pre" / (held + ".mrc")
+    outs = {}
+    for name, path in (("final", d / "model.pt"), ("best", best), ("first", os.path.join(folder, "epoch000.pt"))):
+        run("extract", "--model", path, "--threads", "2", "--no-progress", "-o", tmp_path / (name + ".txt"), pre)
+        outs[name] = read_coordinates(str(tmp_path / (name + ".txt")))
+    # the best epoch's checkpoint picks exactly what the model file picks; epoch 1 is another model
+    assert np.array_equal(outs["final"].xy, outs["best"].xy) and np.array_equal(outs["final"].score, outs["best"].score)
+    assert len(outs["first"]) and not (len(outs["first"]) == len(outs["final"])
+                                       and np.array_equal(outs["first"].score, outs["final"].score))
 
 
 def test_seeded_training_is_reproducible_and_resume_is_exact(trained, tmp_path):

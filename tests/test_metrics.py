@@ -174,3 +174,66 @@ def test_matching_is_fast_on_a_crowded_micrograph():
     elapsed = time.perf_counter() - start
     assert tp.sum() == tp0.sum() == max_matching(picks, targets, 16.0)
     assert elapsed < 2.0
+
+
+def synthetic_picks(seed=0, n_micrographs=10, per_micrograph=150, fp_per_micrograph=150):
+    """Particles on a grid (spacing 40 px) and scored picks: one near each particle found (score
+    ~ N(1, 1)), false picks between the grid points (score ~ N(-1, 1)) -> (picks, particles)."""
+    rng = np.random.default_rng(seed)
+    picks, particles = [], []
+    for m in range(n_micrographs):
+        cells = rng.permutation(400)[:per_micrograph + fp_per_micrograph]
+        gx, gy = (cells % 20) * 40.0 + 20, (cells // 20) * 40.0 + 20
+        name = "mic%02d" % m
+        for i, (x, y) in enumerate(zip(gx, gy)):
+            if i < per_micrograph:
+                particles.append((name, x, y))
+                if rng.random() < 0.9:  # 10% of the particles are never picked
+                    picks.append((name, x + rng.normal(0, 2), y + rng.normal(0, 2), rng.normal(1, 1)))
+            else:
+                picks.append((name, x, y, rng.normal(-1, 1)))
+    return coords(picks), coords(particles)
+
+
+def test_sparse_labels_estimate_the_dense_precision_recall_curve():
+    picks, particles = synthetic_picks()
+    truth = evaluate(picks, particles, 8.0)
+    n_true = len(particles)
+    for seed, fraction in ((1, 0.1), (2, 0.2), (3, 0.5)):
+        rng = np.random.default_rng(seed)
+        labels = particles.subset(np.sort(rng.permutation(n_true)[:int(fraction * n_true)]))
+        naive = evaluate(picks, labels, 8.0)
+        est = evaluate(picks, labels, 8.0, images=particles.image_names(), n_positives=n_true)
+        # the plain AP against sparse labels is about fraction x the truth; the estimate is the truth
+        assert naive["ap"] < fraction * truth["ap"] + 0.1
+        assert est["ap"] == pytest.approx(truth["ap"], abs=0.03), (fraction, est["ap"], truth["ap"])
+        assert est["best_f1"] == pytest.approx(truth["best_f1"], abs=0.04)
+        # the estimated best-F1 threshold is nearly as good on the true curve
+        at = truth["curve"]["threshold"] >= est["threshold_at_best_f1"]
+        f1_there = truth["curve"]["f1"][np.flatnonzero(at)[-1]]
+        assert f1_there >= truth["best_f1"] - 0.02
+        # and precision at a few thresholds
+        for t in (2.0, 1.0, 0.0):
+            i_true = np.flatnonzero(truth["curve"]["threshold"] >= t)[-1]
+            i_est = np.flatnonzero(est["curve"]["threshold"] >= t)[-1]
+            assert est["curve"]["precision"][i_est] == pytest.approx(truth["curve"]["precision"][i_true], abs=0.06)
+
+
+def test_estimate_with_every_label_is_exact_and_needs_enough_positives():
+    picks, particles = synthetic_picks(n_micrographs=2)
+    exact = evaluate(picks, particles, 8.0)
+    same = evaluate(picks, particles, 8.0, n_positives=len(particles))
+    assert same["ap"] == exact["ap"] and same["best_f1"] == exact["best_f1"]
+    with pytest.raises(TopazPuError, match="at least as many particles"):
+        evaluate(picks, particles, 8.0, n_positives=len(particles) - 1)
+
+
+def test_best_f1_index_and_count_threshold():
+    from topazpu_core.metrics import best_f1_index, threshold_for_count
+
+    # equal F1 at thresholds 1 and 3: the highest threshold wins, whatever the order of the arrays
+    assert best_f1_index([1.0, 3.0, 2.0], [0.5, 0.5, 0.2], [0.5, 0.5, 0.2]) == 1
+    assert best_f1_index([], [], []) is None
+    s = [0.5, 3.0, -1.0, 2.0]
+    assert threshold_for_count(s, 2) == 2.0 and threshold_for_count(s, 10) == -1.0
+    assert threshold_for_count(s, 0) == 3.0 and threshold_for_count([], 3) is None

@@ -61,6 +61,10 @@ def test_score_histogram(tmp_path):
     scores = np.random.default_rng(2).normal(size=500)
     plot_score_histogram(scores, tmp_path / "hist.png", threshold=0.5)
     assert_png(str(tmp_path / "hist.png"))
+    plot_score_histogram(scores, tmp_path / "hist_n.png", threshold=0.5, n_micrographs=4, expected_per_micrograph=50)
+    assert_png(str(tmp_path / "hist_n.png"))
+    plot_score_histogram(scores, tmp_path / "hist_few.png", n_micrographs=4, expected_per_micrograph=500)
+    assert_png(str(tmp_path / "hist_few.png"))
     plot_score_histogram([], tmp_path / "hist0.png")
     assert_png(str(tmp_path / "hist0.png"))
 

@@ -6,7 +6,8 @@ loaded with torch.load(weights_only=True), so loading never executes code. The S
 weights and metadata is checked on loading, so a damaged or edited file is refused (the zip
 container torch writes does not check its contents). `MODEL.json` beside it holds the
 same metadata for people and for Scipion. Checkpoints (one per epoch) add the optimiser state
-and the training history so `--resume` continues exactly.
+and the training history so `--resume` continues exactly, and that epoch's model metadata, so
+`load_model` (hence `pick` and `extract`) reads a checkpoint as the model of its epoch.
 """
 import glob
 import hashlib
@@ -88,6 +89,8 @@ def _load_payload(path):
                                % path) from None
         raise TopazPuError("%s: damaged topazpu model file: its archive fails its checksums (modified, or "
                            "only partly copied?)" % path) from None
+    if isinstance(payload, dict) and payload.get("format") == MODEL_FORMAT + "-checkpoint":
+        return _checkpoint_as_model(path, payload)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise TopazPuError("%s: not a topazpu model file (no '%s' marker; Topaz .sav files are not supported)"
                            % (path, MODEL_FORMAT))
@@ -105,6 +108,18 @@ def _load_payload(path):
     except (KeyError, TypeError, ValueError):
         raise TopazPuError("%s: model metadata missing or not valid JSON" % path)
     return payload
+
+
+def _checkpoint_as_model(path, state):
+    """An epoch checkpoint as a model payload {"state_dict", "metadata"} (that epoch's weights)."""
+    try:
+        meta = json.loads(state["metadata"])
+    except (KeyError, TypeError, ValueError):
+        raise TopazPuError("%s: this checkpoint holds no model metadata (an older topazpu wrote it); pick with "
+                           "the model file, or retrain to get per-epoch models" % path)
+    if not isinstance(state.get("model"), dict):
+        raise TopazPuError("%s: damaged checkpoint (no model weights)" % path)
+    return {"state_dict": state["model"], "metadata": meta}
 
 
 def read_model_metadata(path):
@@ -137,11 +152,15 @@ def checkpoint_dir(model_path):
     return os.path.splitext(model_path)[0] + ".checkpoints"
 
 
-def save_checkpoint(model_path, epoch, state):
-    """state: dict of state_dicts, lists and numbers (no arbitrary objects)."""
+def save_checkpoint(model_path, epoch, state, metadata=None):
+    """state: dict of state_dicts, lists and numbers (no arbitrary objects); metadata: the model
+    metadata of this epoch (what load_model needs to use the checkpoint as a model)."""
     path = os.path.join(checkpoint_dir(model_path), "epoch%03d.pt" % epoch)
+    extra = {}
+    if metadata is not None:
+        extra["metadata"] = json.dumps(dict(metadata, version=__version__, format_version=MODEL_FORMAT_VERSION))
     with atomic_path(path) as tmp:
-        torch.save(dict(state, epoch=epoch, format=MODEL_FORMAT + "-checkpoint"), tmp)
+        torch.save(dict(state, epoch=epoch, format=MODEL_FORMAT + "-checkpoint", **extra), tmp)
     return path
 
 

@@ -19,6 +19,15 @@ each target matches at most one pick (one-to-one), per micrograph.
 Average precision = sum over distinct score thresholds (ties merged into one step) of
 precision x (increase in recall), recall counted over ALL targets, so targets no pick matches
 keep recall below 1 (the paper's definition; Topaz's up to its strict `d < r`).
+
+Sparse targets (`n_positives`): when the targets are a uniform random sample of the particles
+present ("selected completely at random") and the number of particles present is known (from
+-n: particles per micrograph x micrographs), the recall of the targets at any threshold is an
+unbiased estimate of the true recall, so the true positives among the picks kept are about
+recall x n_positives and precision ~= min(1, recall x n_positives / picks kept). With
+n_positives = the number of targets (complete labels) this is the exact precision. The
+estimated curve gives an estimated AP and best-F1 threshold; `best_f1_index` is the one rule
+for choosing a best-F1 point used everywhere (evaluation, training, the Scipion wizard).
 """
 import logging
 
@@ -207,32 +216,74 @@ def _steps(scores, is_tp):
     return s[last], (np.flatnonzero(last) + 1).astype(np.int64), tp[last].astype(np.int64)
 
 
-def precision_recall_curve(scores, is_tp, n_targets):
+def _precision(n_tp, n_kept, n_targets, n_positives):
+    """Precision per step: exact when n_positives is None or equals n_targets, else estimated
+    from the targets' recall (see the module docstring), capped at 1."""
+    kept = np.maximum(n_kept, 1)
+    if n_positives is None or n_positives == n_targets:
+        return n_tp / kept
+    if n_positives < n_targets:
+        raise TopazPuError("%g particles present but %d targets: the targets are a sample of the particles, "
+                           "so there must be at least as many particles" % (n_positives, n_targets))
+    return np.minimum(1.0, n_tp / n_targets * n_positives / kept)
+
+
+def f1_score(precision, recall):
+    """Elementwise F1 = 2PR / (P + R), 0 where P + R = 0."""
+    precision = np.asarray(precision, dtype=np.float64)
+    recall = np.asarray(recall, dtype=np.float64)
+    denom = precision + recall
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
+
+
+def best_f1_index(threshold, precision, recall):
+    """Index of the best-F1 point of a precision-recall curve (arrays in any order): the maximum
+    F1, and among equal maxima the highest threshold. None for an empty curve."""
+    threshold = np.asarray(threshold, dtype=np.float64)
+    if threshold.size == 0:
+        return None
+    f1 = np.nan_to_num(f1_score(precision, recall), nan=-1.0)
+    best = np.flatnonzero(f1 == f1.max())
+    return int(best[np.argmax(threshold[best])])
+
+
+def threshold_for_count(scores, count):
+    """The score threshold keeping about `count` picks (the count-th highest score; the lowest
+    score when there are fewer picks). None without scores."""
+    scores = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))[::-1]
+    if scores.size == 0:
+        return None
+    k = int(np.clip(round(count), 1, scores.size))
+    return float(scores[k - 1])
+
+
+def precision_recall_curve(scores, is_tp, n_targets, n_positives=None):
     """Precision, recall and F1 when keeping picks with score >= threshold, per distinct score.
 
     Returns a dict of float arrays "threshold" (descending), "precision", "recall", "f1"
-    (recall over all `n_targets`; F1 = 0 where precision + recall = 0).
+    (recall over all `n_targets`; F1 = 0 where precision + recall = 0). n_positives: the
+    number of particles present when the targets are a random sample of them; precision is
+    then estimated (module docstring).
     """
     thr, n_kept, n_tp = _steps(scores, is_tp)
-    precision = n_tp / np.maximum(n_kept, 1)
+    precision = _precision(n_tp, n_kept, n_targets, n_positives)
     recall = n_tp / n_targets if n_targets > 0 else np.full(n_tp.size, np.nan)
-    denom = precision + recall
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
-    return {"threshold": thr, "precision": precision, "recall": recall, "f1": f1}
+    return {"threshold": thr, "precision": precision, "recall": recall, "f1": f1_score(precision, recall)}
 
 
-def average_precision(scores, is_tp, n_targets):
+def average_precision(scores, is_tp, n_targets, n_positives=None):
     """Sum over distinct thresholds of precision x recall increment; recall over all targets.
 
     Exact ties in score form one step (their order cannot matter). NaN when n_targets == 0.
+    n_positives: as in precision_recall_curve (an estimated AP from sparse targets).
     """
     if n_targets <= 0:
         return float("nan")
     _, n_kept, n_tp = _steps(scores, is_tp)
     if n_tp.size == 0:
         return 0.0
-    precision = n_tp / n_kept
+    precision = _precision(n_tp, n_kept, n_targets, n_positives)
     gain = np.diff(np.concatenate(([0], n_tp))) / n_targets
     return float(np.sum(precision * gain))
 
@@ -250,13 +301,16 @@ def _select_images(picks, targets, images):
     return sorted(set(str(n) for n in images))
 
 
-def evaluate(picks, targets, radius, images=None):
+def evaluate(picks, targets, radius, images=None, n_positives=None):
     """Match picks to targets on each micrograph and summarise precision and recall.
 
     picks, targets: Coordinates (picks need a score each; targets' scores are ignored).
     radius: assignment radius in pixels (a pick at distance <= radius of a target can match it).
     images: None or "target" = the micrographs named in targets (picks elsewhere are ignored);
         "predicted" = those named in picks; "union" = both; or an explicit list of names.
+    n_positives: the number of particles on those micrographs when the targets are a random
+        sample of them (default: the targets are all of them); precision, AP and the best F1
+        are then estimates (module docstring).
 
     Returns a dict: ap, best_f1, threshold_at_best_f1 (the lowest score kept at the best F1;
     None without picks), precision_at_best_f1, recall_at_best_f1, n_picks, n_targets,
@@ -291,21 +345,22 @@ def evaluate(picks, targets, radius, images=None):
                            % len(names))
     scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
     is_tp = np.concatenate(all_tp) if all_tp else np.zeros(0, dtype=bool)
-    curve = precision_recall_curve(scores, is_tp, n_targets)
-    if curve["f1"].size:
-        best = int(np.argmax(curve["f1"]))  # first maximum = highest threshold
+    curve = precision_recall_curve(scores, is_tp, n_targets, n_positives)
+    best = best_f1_index(curve["threshold"], curve["precision"], curve["recall"])
+    if best is not None:
         best_f1 = float(curve["f1"][best])
         thr, prec, rec = (float(curve[k][best]) for k in ("threshold", "precision", "recall"))
     else:
         best_f1, thr, prec, rec = 0.0, None, 0.0, 0.0
     result = {
-        "ap": average_precision(scores, is_tp, n_targets),
+        "ap": average_precision(scores, is_tp, n_targets, n_positives),
         "best_f1": best_f1,
         "threshold_at_best_f1": thr,
         "precision_at_best_f1": prec,
         "recall_at_best_f1": rec,
         "n_picks": int(scores.size),
         "n_targets": int(n_targets),
+        "n_positives": float(n_targets if n_positives is None else n_positives),
         "n_true_positives": int(is_tp.sum()),
         "n_images": len(names),
         "curve": curve,

@@ -2,7 +2,11 @@
 
 `pick_image` = score every pixel (models.score_map, tiled so memory stays bounded) ->
 non-maximum suppression (nms) with an edge margin, threshold and per-micrograph cap.
-Scores are logits: log(p / (1 - p)), 0 is p = 0.5. All lengths are in px of the images given.
+Scores are the network's logits, averaged over orientations. They rank picks; they are not
+calibrated probabilities of a particle (training pulls the mean over all pixels towards the
+small prior pi, so most picks score below 0): use the model's threshold ('auto', the score
+above which the expected particles per micrograph are picked). All lengths are in px of the
+images given.
 """
 import dataclasses
 import logging

@@ -200,11 +200,19 @@ def plot_overlay(image, coords, path, radius, threshold=None):
     return _save(fig, path)
 
 
-def plot_score_histogram(scores, path, threshold=None):
-    """Histogram of pick scores with the threshold (and the count at or above it) marked."""
+def plot_score_histogram(scores, path, threshold=None, n_micrographs=None, expected_per_micrograph=None):
+    """Histogram of pick scores with the threshold (and the count at or above it) marked.
+
+    n_micrographs, expected_per_micrograph (the -n of training): also mark the score above which
+    the picks number the expected particles, so a threshold reads as a particle count. Scores are
+    network logits that rank picks, not probabilities (picking.py).
+    """
+    from topazpu_core.metrics import threshold_for_count
+
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     scores = scores[np.isfinite(scores)]
-    fig = _new_figure(6.0, 3.6)
+    per = (lambda n: " (%.1f per micrograph)" % (n / n_micrographs)) if n_micrographs else (lambda n: "")
+    fig = _new_figure(6.4, 3.8)
     ax = fig.add_subplot(1, 1, 1)
     if scores.size:
         ax.hist(scores, bins=min(60, max(10, int(np.sqrt(scores.size)))), color="C0", alpha=0.8)
@@ -213,10 +221,22 @@ def plot_score_histogram(scores, path, threshold=None):
     if threshold is not None:
         n_above = int((scores >= threshold).sum())
         ax.axvline(threshold, color="C3", ls="--", lw=1.5,
-                   label="threshold %.4g: %d of %d picks kept" % (threshold, n_above, scores.size))
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_xlabel("score")
+                   label="threshold %.3g: %d of %d picks kept%s" % (threshold, n_above, scores.size, per(n_above)))
+    if expected_per_micrograph and n_micrographs and scores.size:
+        expected = expected_per_micrograph * n_micrographs
+        if scores.size >= expected:
+            at = threshold_for_count(scores, expected)
+            ax.axvline(at, color="C2", ls=":", lw=1.5,
+                       label="%.3g: the expected %.0f particles (%.3g per micrograph, training -n)"
+                       % (at, expected, expected_per_micrograph))
+        else:
+            ax.plot([], [], " ", label="fewer picks than the expected %.0f particles (%.3g per micrograph)"
+                    % (expected, expected_per_micrograph))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=7)
+    ax.set_xlabel("score (network logit: ranks picks, not a probability)")
     ax.set_ylabel("picks")
-    ax.set_title("%d picks" % scores.size)
+    ax.set_title("%d picks%s" % (scores.size, (" on %d micrographs" % n_micrographs + per(scores.size))
+                                 if n_micrographs else ""))
     fig.tight_layout()
     return _save(fig, path)

@@ -2,11 +2,25 @@
 
 One epoch = `epoch_size` Adam steps on dense tile minibatches (sampling.TileSampler). After each
 epoch the model picks the validation micrographs (score, NMS, match, AP at the particle
-radius); the best epoch is kept, training stops early after `patience` epochs without
-improvement, and every epoch is checkpointed so `resume=True` continues exactly: the sampler's
+radius); the best epoch is kept (the latest one within the AP's sampling noise of the highest,
+`keeps_epoch`), training stops early after `patience` epochs without a kept epoch, and every epoch is checkpointed so `resume=True` continues exactly: the sampler's
 random stream for epoch e is seeded by (seed, e), so an interrupted epoch replays identically.
+Each checkpoint also holds that epoch's model metadata, so `pick`/`extract` can use it.
+
+Validation with sparse labels. The validation labels may be as sparse as the training ones:
+held-out micrographs with a few of their particles labelled, or held-out LABELS on the
+training micrographs themselves (`label_holdout`; picks at the labels trained on are left out
+of the score, as the particles they mark were seen). Assumed: the validation labels are a
+uniform random sample of the particles (not, e.g., only the easy ones), and the expected
+particles per micrograph (-n, or pi) is right. Then the recall of the validation labels
+estimates the true recall and precision is estimated from it and the expected count
+(metrics.py), so the validation AP is an estimate of the AP on densely labelled micrographs
+(exact when the labels are complete). The suggested threshold needs no labels at all: the
+score above which the model picks the expected number of particles on the validation
+micrographs (`threshold_for_count`), or on the training micrographs without validation.
 """
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -37,6 +51,8 @@ class Micrograph:
     image: np.ndarray  # preprocessed, 2-D float32 (or a memory map)
     x: np.ndarray  # labelled centres (columns)
     y: np.ndarray  # labelled centres (rows)
+    # validation only: (N, 2) x, y of labels trained on (picks there are left out of the score)
+    known: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass
@@ -103,36 +119,97 @@ def micrographs_from(images, coords: Coordinates, source="targets"):
     return out
 
 
-def validate(model, micrographs, particle_radius, edge_margin=0):
-    """Particle-level validation: pick every micrograph as `pick` does by default (PickOptions'
-    defaults: strided scoring averaged over 4 rotations), match to all its targets, AP."""
-    from topazpu_core.metrics import evaluate
+def label_holdout(micrographs, fraction, seed=0):
+    """Hold out a seeded random `fraction` of all labels (at least one, leaving at least one).
+
+    -> (train, val): train = every micrograph with the remaining labels; val = the micrographs
+    that had labels, with their held-out labels as targets and the others as `known`.
+    """
+    counts = [len(m.x) for m in micrographs]
+    total = sum(counts)
+    if total < 2:
+        raise TopazPuError("holding out validation labels needs at least 2 labels, got %d" % total)
+    n_val = int(np.clip(round(total * fraction), 1, total - 1))
+    held = np.zeros(total, dtype=bool)
+    held[np.random.default_rng([seed, 31]).permutation(total)[:n_val]] = True
+    train, val, start = [], [], 0
+    for m, c in zip(micrographs, counts):
+        h = held[start:start + c]
+        start += c
+        train.append(Micrograph(m.name, m.image, m.x[~h], m.y[~h]))
+        if c:
+            val.append(Micrograph(m.name, m.image, m.x[h], m.y[h], known=np.stack([m.x[~h], m.y[~h]], axis=1)))
+    return train, val
+
+
+def validation_picks(model, micrographs, particle_radius, edge_margin=0):
+    """Pick every micrograph as `pick` does by default (PickOptions' defaults: strided scoring
+    averaged over 4 rotations) -> (Coordinates, orientations)."""
     from topazpu_core.picking import PickOptions, pick_images
 
     options = PickOptions(radius=particle_radius, edge_margin=edge_margin)
-    picks = pick_images(model, [(m.name, m.image) for m in micrographs], options)
+    return pick_images(model, [(m.name, m.image) for m in micrographs], options), options.orientations
+
+
+def validate(model, micrographs, particle_radius, edge_margin=0, expected=None):
+    """Particle-level validation: pick every micrograph, match to its targets, AP.
+
+    expected: the expected number of particles on each micrograph (None: the targets are all
+    of them). With it the result's AP, F1 and curve are the estimates from sparse labels
+    (metrics.py), and "threshold_count" is the score above which the picks number sum(expected).
+    Picks matching a micrograph's `known` labels (trained on) are left out, and so are those
+    particles from the expected count.
+    """
+    from topazpu_core.metrics import evaluate, match_picks, threshold_for_count
+
+    picks, orientations = validation_picks(model, micrographs, particle_radius, edge_margin)
+    result = {"orientations": orientations}
+    if expected is not None:
+        result["threshold_count"] = threshold_for_count(picks.score, sum(expected))
+    groups, parts, n_known = picks.by_image(), [], 0
+    for m in micrographs:
+        pk = groups.get(m.name)
+        if m.known is not None and len(m.known):
+            n_known += len(m.known)
+            if pk is not None and len(pk):
+                pk = pk.subset(~match_picks(pk.xy, m.known, particle_radius, scores=pk.score))
+        if pk is not None and len(pk):
+            parts.append(pk)
+    kept = Coordinates.concat(parts) if parts else Coordinates.empty()
     targets = Coordinates.concat([Coordinates.from_arrays(np.full(len(m.x), m.name, dtype=object), m.x, m.y)
                                   for m in micrographs])
-    result = evaluate(picks, targets, particle_radius, images=[m.name for m in micrographs])
-    result["orientations"] = options.orientations
+    if not len(targets):
+        return result
+    n_positives = None if expected is None else max(float(len(targets)), sum(expected) - n_known)
+    result.update(evaluate(kept, targets, particle_radius, images=[m.name for m in micrographs],
+                           n_positives=n_positives))
     return result
 
 
-def choose_threshold(curve, completeness=1.0):
-    """Threshold at the best F1 on the validation curve, precision corrected for incomplete labels.
+def keeps_epoch(ap, n_targets, max_ap):
+    """Whether a later epoch replaces the best so far: its validation AP is within the AP's
+    sampling noise, sqrt(AP (1 - AP) / validation targets), of the highest AP seen.
 
-    With labels covering only a fraction `completeness` of the true particles, a pick that
-    matches no label is a true particle with some probability; the observed precision
-    underestimates the truth by that factor, so it is divided by it (capped at 1).
+    With a few dozen sparse validation labels that noise is several points of AP, so epochs
+    that validation cannot tell apart go to the later one (trained longer, at a lower learning
+    rate) rather than to a lucky early peak, and early stopping (`patience` epochs without a
+    kept epoch) ends training only after a clear drop.
     """
-    thr = np.asarray(curve["threshold"], float)
-    if len(thr) == 0:
-        return 0.0, 0.0
-    precision = np.minimum(1.0, np.asarray(curve["precision"], float) / max(completeness, 1e-6))
-    recall = np.asarray(curve["recall"], float)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
-    i = int(np.argmax(f1))
-    return float(thr[i]), float(f1[i])
+    if n_targets <= 0 or not np.isfinite(ap):
+        return False
+    noise = math.sqrt(max(ap * (1 - ap), 0.0) / n_targets)
+    return ap >= max_ap - noise
+
+
+def thinned_curve(curve, keep_index=None, points=400):
+    """At most `points` evenly spaced points of a curve dict (lists of floats), always keeping
+    `keep_index` (the best-F1 point) so that a best-F1 choice on the thinned curve is the same."""
+    n = len(curve["threshold"])
+    keep = set(np.linspace(0, n - 1, min(points, n)).astype(int).tolist()) if n else set()
+    if keep_index is not None:
+        keep.add(int(keep_index))
+    keep = sorted(keep)
+    return {k: [float(curve[k][i]) for i in keep] for k in ("threshold", "precision", "recall")}
 
 
 class Trainer:
@@ -191,8 +268,16 @@ class Trainer:
         self._start_at_prior()
         self.history = []
         self.start_epoch = 0
-        self.best = {"epoch": -1, "val_ap": -1.0}
+        self.best = {"epoch": -1, "val_ap": -1.0, "max_val_ap": -1.0}
         self.best_state = None
+        self.best_metadata = None
+        self.validation = "none"
+
+    def expected_counts(self, micrographs):
+        """Expected particles on each micrograph: pi x its pixels / labelled pixels per particle
+        (-n on micrographs the size of the training ones)."""
+        disk = disk_pixels(self.config.label_radius)
+        return [self.pi * m.image.shape[0] * m.image.shape[1] / disk for m in micrographs]
 
     @torch.no_grad()
     def _start_at_prior(self):
@@ -238,7 +323,8 @@ class Trainer:
                 "decoder": self.decoder.state_dict() if self.decoder else {},
                 "history": [{k: float(v) for k, v in row.items()} for row in self.history],
                 "best_epoch": self.best["epoch"], "best_val_ap": self.best["val_ap"],
-                "best_model": self.best_state or {}}
+                "max_val_ap": self.best["max_val_ap"],
+                "best_model": self.best_state or {}, "best_metadata": json.dumps(self.best_metadata)}
 
     def restore(self, state):
         self.model.load_state_dict(state["model"])
@@ -246,17 +332,23 @@ class Trainer:
         if self.decoder is not None and state["decoder"]:
             self.decoder.load_state_dict(state["decoder"])
         self.history = [dict(row) for row in state["history"]]
-        self.best = {"epoch": int(state["best_epoch"]), "val_ap": float(state["best_val_ap"])}
+        self.best = {"epoch": int(state["best_epoch"]), "val_ap": float(state["best_val_ap"]),
+                     "max_val_ap": float(state.get("max_val_ap", state["best_val_ap"]))}
         self.best_state = state["best_model"] or None
+        self.best_metadata = json.loads(state.get("best_metadata") or "null")
         self.start_epoch = int(state["epoch"]) + 1
 
 
 def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], model_path, resume=False,
-        progress=True, device=None):
-    """Train, validate each epoch, checkpoint; write the best model to `model_path`. -> metadata dict."""
+        progress=True, device=None, validation=None):
+    """Train, validate each epoch, checkpoint; write the best model to `model_path`. -> metadata dict.
+
+    validation: how `val` was made, recorded in the metadata (e.g. "held-out labels 0.2").
+    """
     if config.threads:
         torch.set_num_threads(int(config.threads))
     trainer = Trainer(config, train, val, device=device)
+    trainer.validation = validation or ("given" if val else "none")
     if resume:
         last = latest_checkpoint(model_path)
         if last:
@@ -289,56 +381,78 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
             bar.set_postfix(loss="%.4f" % stats["loss"])
         row = {"epoch": epoch + 1, "seconds": time.time() - t0}
         row.update({k: v / config.epoch_size for k, v in sums.items()})
+        trainer.model.eval()
+        result = None
         if val and n_val_targets:
-            result = validate(trainer.model, val, config.particle_radius, edge_margin_of(config))
-            row.update(val_ap=result["ap"], val_best_f1=result["best_f1"])
-            if result["ap"] > trainer.best["val_ap"]:
-                trainer.best = {"epoch": epoch, "val_ap": result["ap"]}
-                trainer.best_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-        else:
-            trainer.best = {"epoch": epoch, "val_ap": float("nan")}
+            result = validate(trainer.model, val, config.particle_radius, edge_margin_of(config),
+                              expected=trainer.expected_counts(val))
+            row.update(val_ap=result["ap"], val_best_f1=result["best_f1"], val_threshold=result["threshold_count"])
+        meta = model_metadata(trainer, epoch, result)
+        if result is None or keeps_epoch(result["ap"], result["n_targets"], trainer.best["max_val_ap"]):
+            ap = result["ap"] if result else float("nan")
+            trainer.best = {"epoch": epoch, "val_ap": ap, "max_val_ap": max(ap, trainer.best["max_val_ap"])}
             trainer.best_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+            trainer.best_metadata = meta
         trainer.history.append(row)
         logger.info("epoch %d: loss %.4f%s (%.0f s)", epoch + 1, row["loss"],
-                    ", validation AP %.3f, F1 %.3f" % (row["val_ap"], row["val_best_f1"]) if "val_ap" in row else "",
-                    row["seconds"])
-        save_checkpoint(model_path, epoch, trainer.state())
+                    ", validation AP %.3f, F1 %.3f (%s)" % (row["val_ap"], row["val_best_f1"], meta["val_estimate"])
+                    if "val_ap" in row else "", row["seconds"])
+        save_checkpoint(model_path, epoch, trainer.state(), meta)
         write_history(model_path, trainer.history)
     return finish(trainer, model_path)
 
 
-def finish(trainer, model_path):
+def model_metadata(trainer, epoch, result):
+    """Metadata of the model after `epoch` (0-based) with its validation `result` (or None):
+    what pick/extract need (architecture, radii, scale, threshold) and how it was validated."""
     config = trainer.config
+    meta = dataclasses.asdict(config)
+    meta.update(edge_margin=edge_margin_of(config), architecture=config.architecture,
+                receptive_field=trainer.model.receptive_field, stride=trainer.model.stride, pi=trainer.pi,
+                pi_unlabelled=trainer.pi_u, labelled_fraction=trainer.labelled_fraction,
+                autoencoder_weight=trainer.ae_weight, n_train_micrographs=len(trainer.train),
+                n_train_labels=trainer.n_labels, n_val_micrographs=len(trainer.val), validation=trainer.validation,
+                epoch=epoch + 1, torch_version=torch.__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    if result is None:
+        meta.update(val_ap=None, val_best_f1=None, val_estimate=None, threshold=None,
+                    threshold_rule="none yet: no validation (the final model's threshold comes from its "
+                                   "training micrographs)")
+        return meta
+    from topazpu_core.metrics import best_f1_index
+
+    curve = result["curve"]
+    best = best_f1_index(curve["threshold"], curve["precision"], curve["recall"])
+    sparse = result["n_positives"] > result["n_targets"]
+    meta.update(val_ap=result["ap"], val_best_f1=result["best_f1"], val_threshold_at_best_f1=result["threshold_at_best_f1"],
+                val_n_targets=result["n_targets"], val_n_positives=result["n_positives"],
+                val_estimate=("estimated from %d labels of ~%.0f particles (labels assumed a random sample, -n "
+                              "assumed right)" % (result["n_targets"], result["n_positives"])) if sparse
+                else "exact (%d targets)" % result["n_targets"],
+                val_orientations=result["orientations"], threshold=result["threshold_count"],
+                threshold_rule="picks the expected %.1f particles per micrograph on the %d validation micrographs"
+                % (sum(trainer.expected_counts(trainer.val)) / max(1, len(trainer.val)), len(trainer.val)),
+                val_curve=thinned_curve(curve, best))
+    return meta
+
+
+def finish(trainer, model_path):
+    from topazpu_core.metrics import threshold_for_count
+
     trainer.model.load_state_dict(trainer.best_state)
     trainer.model.eval()
-    meta = dataclasses.asdict(config)
-    meta.update(edge_margin=edge_margin_of(config), architecture=config.architecture, receptive_field=trainer.model.receptive_field,
-                stride=trainer.model.stride, pi=trainer.pi, pi_unlabelled=trainer.pi_u,
-                labelled_fraction=trainer.labelled_fraction, autoencoder_weight=trainer.ae_weight,
-                n_train_micrographs=len(trainer.train), n_train_labels=trainer.n_labels,
-                n_val_micrographs=len(trainer.val), epochs_trained=len(trainer.history),
-                best_epoch=trainer.best["epoch"] + 1, torch_version=torch.__version__,
-                created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    if trainer.val and sum(len(m.x) for m in trainer.val):
-        result = validate(trainer.model, trainer.val, config.particle_radius, edge_margin_of(config))
-        mean_area = np.mean([m.image.shape[0] * m.image.shape[1] for m in trainer.val])
-        expected = trainer.pi * mean_area / disk_pixels(config.label_radius) * len(trainer.val)
-        completeness = min(1.0, sum(len(m.x) for m in trainer.val) / expected) if expected > 0 else 1.0
-        threshold, f1_corrected = choose_threshold(result["curve"], completeness)
-        curve = result["curve"]
-        keep = np.unique(np.linspace(0, len(curve["threshold"]) - 1, min(200, len(curve["threshold"]))).astype(int)) \
-            if len(curve["threshold"]) else []
-        meta.update(val_ap=result["ap"], val_best_f1=result["best_f1"],
-                    val_threshold_at_best_f1=result["threshold_at_best_f1"], label_completeness=completeness,
-                    val_orientations=result["orientations"],
-                    threshold=threshold, threshold_rule="max F1, precision corrected for label completeness %.2f"
-                    % completeness,
-                    val_curve={k: [float(curve[k][i]) for i in keep] for k in ("threshold", "precision", "recall")})
-    else:
-        meta.update(val_ap=None, val_best_f1=None, threshold=0.0, threshold_rule="default 0 (p = 0.5): no validation")
+    best = trainer.best_metadata or model_metadata(trainer, trainer.best["epoch"], None)  # (older checkpoints)
+    meta = dict(best, epochs_trained=len(trainer.history), best_epoch=trainer.best["epoch"] + 1)
+    if meta["threshold"] is None:  # no validation: count on the training micrographs
+        config = trainer.config
+        picks, _ = validation_picks(trainer.model, trainer.train, config.particle_radius, edge_margin_of(config))
+        meta.update(threshold=threshold_for_count(picks.score, sum(trainer.expected_counts(trainer.train))),
+                    threshold_rule="picks the expected %.1f particles per micrograph on the %d training micrographs "
+                    "(no validation)" % (sum(trainer.expected_counts(trainer.train)) / len(trainer.train),
+                                         len(trainer.train)))
     save_model(model_path, trainer.model, meta)
-    logger.info("wrote %s (best epoch %d, validation AP %s, threshold %.2f)", model_path, meta["best_epoch"],
-                "%.3f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a", meta["threshold"])
+    logger.info("wrote %s (best epoch %d, validation AP %s, threshold %.2f: %s)", model_path, meta["best_epoch"],
+                "%.3f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a", meta["threshold"],
+                meta["threshold_rule"])
     return meta
 
 

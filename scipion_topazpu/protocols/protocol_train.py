@@ -8,7 +8,8 @@ from pwem.protocols import ProtParticles
 
 from .. import convert
 from ..constants import (BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, NORMALIZATIONS, NORM_GMM, OBJECTIVES,
-                         OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_SET)
+                         OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS,
+                         VAL_SET)
 from ..objects import TopazPuModel
 from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expectedParticlesPerMicrograph,
                          meanLabelsPerMicrograph, particleRadiusPx)
@@ -29,10 +30,11 @@ class TopazPuProtTrain(ProtParticles):
 
     Inputs are micrographs and coordinates on them. Micrographs from "topazpu -
     normalize" are used as they are; other micrographs are downsampled and normalised
-    here first. Only micrographs with at least one coordinate are used. A part of them
-    is held out to validate each epoch (average precision of the picks against the
-    held-out labels); the best epoch is kept and a score threshold is suggested from
-    its precision-recall curve.
+    here first. Only micrographs with at least one coordinate are used. A part of the
+    labels (or of the micrographs) is held out to validate each epoch (average precision of
+    the picks against the held-out labels, estimated when they are sparse); the best epoch
+    is kept and the suggested score threshold is the one at which the model picks the
+    expected particles per micrograph.
 
     "Continue" resumes from the last finished epoch (e.g. after a failure, or with more
     epochs): finished epochs are kept.
@@ -65,14 +67,25 @@ class TopazPuProtTrain(ProtParticles):
                            'see that protocol.')
 
         form.addSection(label='Validation')
-        form.addParam('validationMode', params.EnumParam, default=VAL_FRACTION,
-                      choices=['a fraction of the training micrographs', 'a separate set', 'none'],
+        form.addParam('validationMode', params.EnumParam, default=VAL_LABELS,
+                      choices=['a fraction of the training micrographs', 'a separate set', 'none',
+                               'a fraction of the labels'],
                       display=params.EnumParam.DISPLAY_LIST,
                       label='Validate on',
-                      help='Validation picks the best epoch and suggests the score threshold.\n'
-                           'fraction: hold out a random fraction of the labelled micrographs (seeded).\n'
+                      help='Validation picks the best epoch (its average precision is estimated when the '
+                           'validation labels are sparse: they are assumed a random sample of the particles, '
+                           'and the expected particles per micrograph right).\n'
+                           'fraction of the labels (default): hold out a random fraction of the labels; their '
+                           'micrographs stay in training with the other labels.\n'
+                           'fraction of the micrographs: hold out a random fraction of the labelled micrographs.\n'
                            'separate set: micrographs (and coordinates) given below.\n'
-                           'none: keep the last epoch; no suggested threshold.')
+                           'none: keep the last epoch.\n'
+                           'In every case the suggested threshold is the score above which the model picks the '
+                           'expected particles per micrograph.')
+        form.addParam('valLabels', params.FloatParam, default=0.2, condition='validationMode == %d' % VAL_LABELS,
+                      validators=[params.Range(0.01, 0.9)],
+                      label='Validation fraction of the labels',
+                      help='Fraction (0-1) of the labels held out for validation (seeded).')
         form.addParam('valFraction', params.FloatParam, default=0.25, condition='validationMode == %d' % VAL_FRACTION,
                       validators=[params.Range(0.01, 0.9)],
                       label='Validation fraction',
@@ -308,8 +321,10 @@ class TopazPuProtTrain(ProtParticles):
                      '--test-targets %s' % q(os.path.abspath(self._getFileName('valTargets')))]
         elif mode == VAL_FRACTION:
             args.append('--val-fraction %g' % self.valFraction.get())
+        elif mode == VAL_LABELS:
+            args.append('--val-labels %g' % self.valLabels.get())
         else:
-            args.append('--val-fraction 0')
+            args.append('--val-fraction 0 --val-labels 0')
         if self.priorMode.get() == PRIOR_PI:
             args.append('--pi %g' % self.pi.get())
         else:

@@ -122,7 +122,9 @@ class TestTopazPuPipeline(BaseTest):
         self.assertIsNotNone(model.getValAp())
         self.assertIsNotNone(model.getThreshold())
         meta = model.getMetadata()
-        self.assertEqual(meta['n_train_micrographs'] + meta['n_val_micrographs'], 3)
+        # default validation: a fifth of the labels held out, all 3 labelled micrographs train and validate
+        self.assertEqual((meta['n_train_micrographs'], meta['n_val_micrographs']), (3, 3))
+        self.assertEqual(meta['validation'], 'held-out labels (0.2)')
         parents = self._parentIds(model)
         self.assertIn(self.protNorm.outputMicrographs.getObjId(), parents)
         self.assertIn(self.protCoords.outputCoordinates.getObjId(), parents)
@@ -463,7 +465,8 @@ class TestTopazPuPipeline(BaseTest):
         pngs = writePickOverlays(self.protPick.outputCoordinates, out, maxMicrographs=2)
         self.assertEqual(len(pngs), 2)
         png = writeScoreHistogram(self.protPick.outputCoordinates, os.path.join(out, 'hist.png'),
-                                  threshold=self.protTrain.outputModel.getThreshold())
+                                  threshold=self.protTrain.outputModel.getThreshold(),
+                                  expectedPerMicrograph=self.protTrain.outputModel.getMetadata()['n_per_micrograph'])
         self.assertGreater(os.path.getsize(png), 1000)
 
     def test_viewers_build_views(self):

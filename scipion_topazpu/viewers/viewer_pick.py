@@ -1,4 +1,8 @@
-"""Picks overlaid on micrographs (coloured by score) and the score histogram with the threshold."""
+"""Picks overlaid on micrographs (coloured by score) and the score histogram with the threshold.
+
+Scores are network logits that rank picks (not probabilities): the histogram shows how many
+picks per micrograph a threshold keeps and where the model's expected count (training -n) lies.
+"""
 import os
 
 import numpy as np
@@ -44,13 +48,25 @@ def writePickOverlays(coordSet, outDir, maxMicrographs=None, threshold=None, rad
     return paths
 
 
-def writeScoreHistogram(coordSet, path, threshold=None):
-    """PNG histogram of the `_topazpuScore` values with the threshold marked. Needs no display."""
+def writeScoreHistogram(coordSet, path, threshold=None, expectedPerMicrograph=None):
+    """PNG histogram of the `_topazpuScore` values with the threshold marked and, given the
+    expected particles per micrograph (the model's -n), the score above which that many are
+    picked; picks per micrograph are shown, so a threshold reads as a count. Needs no display."""
     from topazpu_core.plots import plot_score_histogram
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     scores = convert.setScores(coordSet)
-    plot_score_histogram(scores[np.isfinite(scores)], path, threshold=threshold)
+    mics = coordSet.getMicrographs()
+    plot_score_histogram(scores[np.isfinite(scores)], path, threshold=threshold,
+                         n_micrographs=mics.getSize() if mics is not None else None,
+                         expected_per_micrograph=expectedPerMicrograph)
     return path
+
+
+def expectedPerMicrograph(model):
+    """The model's expected particles per micrograph (training -n), or None."""
+    if model is None:
+        return None
+    return model.getMetadata().get('n_per_micrograph')
 
 
 class TopazPuPickViewer(Viewer):
@@ -68,6 +84,7 @@ class TopazPuPickViewer(Viewer):
         threshold = obj.getThresholdValue()
         views = [PngView(p, os.path.basename(p))
                  for p in writePickOverlays(coords, outDir, self.MAX_MICROGRAPHS, threshold)]
-        hist = writeScoreHistogram(coords, os.path.join(outDir, 'scores.png'), threshold)
+        hist = writeScoreHistogram(coords, os.path.join(outDir, 'scores.png'), threshold,
+                                   expectedPerMicrograph(obj.getModel()))
         views.append(PngView(hist, 'topazpu pick scores'))
         return views

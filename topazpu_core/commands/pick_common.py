@@ -20,6 +20,9 @@ def set_threads(threads):
 def resolve_threshold(value, metadata):
     """'auto' -> the model's suggested threshold (from its validation curve); else a float logit."""
     if value is None or str(value) == "auto":
+        if metadata.get("threshold", 0.0) is None:
+            raise TopazPuError("this model has no suggested threshold (a checkpoint of a training without "
+                               "validation): give -t with a number")
         return float(metadata.get("threshold", 0.0))
     try:
         return float(value)
@@ -34,7 +37,8 @@ def add_pick_args(p, frame):
                    help="non-maximum suppression radius, px of the %s micrographs (default: the model's "
                         "particle radius)" % frame)
     p.add_argument("-t", "--threshold", default="auto",
-                   help="keep picks with logit >= THRESHOLD, or 'auto' = the model's validated max-F1 threshold "
+                   help="keep picks with score >= THRESHOLD, or 'auto' = the model's threshold, at which it picks "
+                        "the expected particles per micrograph (-n of training) on its validation micrographs "
                         "(default: auto); --threshold=-inf keeps every peak")
     p.add_argument("--max-per-micrograph", type=int, help="keep at most N best picks per micrograph (default: all)")
     p.add_argument("--edge-margin", type=float,

@@ -1,10 +1,16 @@
 """Train a PU particle classifier on preprocessed micrographs and a few hundred labelled particles.
 
-Images are the output of `topazpu preprocess` and coordinates are in their frame. Validation
-is micrograph-level: --test-images/--test-targets, or -k/--fold, or a random --val-fraction of
-the labelled micrographs. After each epoch the model picks the validation micrographs and is
-scored by particle-level average precision; the best epoch is written to -o MODEL.pt (plus
-MODEL.json, MODEL.training.tsv/.png and MODEL.checkpoints/ for --resume).
+Images are the output of `topazpu preprocess` and coordinates are in their frame. Validation:
+--test-images/--test-targets, or -k/--fold, or a random --val-fraction of the labelled
+micrographs, or by default a random --val-labels fraction of the LABELS (their micrographs stay
+in training with the other labels). Validation labels may be as sparse as the training ones:
+assuming they are a random sample of the particles and -n is right, the validation AP is an
+estimate of the AP on fully labelled micrographs. After each epoch the model picks the
+validation micrographs; the epoch with the best (estimated) AP is written to -o MODEL.pt (plus
+MODEL.json, MODEL.training.tsv/.png). MODEL.checkpoints/epochNNN.pt (NNN from 000 = epoch 1)
+resume training and are models too: `pick`/`extract -m MODEL.checkpoints/epoch004.pt` use that
+epoch. The model's threshold ('auto' in pick/extract) is the score above which it picks -n
+particles per micrograph on the validation micrographs (the training ones without validation).
 
 example:
   topazpu preprocess -s 4 -o pre/ raw/*.mrc
@@ -27,9 +33,13 @@ def add_args(p):
     g.add_argument("--test-targets", help="validation particle centres (all particles of those micrographs)")
     g.add_argument("-k", "--k-fold", type=int, default=0, help="k-fold split of labelled micrographs (default: off)")
     g.add_argument("--fold", type=int, default=0, help="fold used for validation with -k (default: 0)")
-    g.add_argument("--val-fraction", type=float, default=0.25,
-                   help="fraction of labelled micrographs held out when no test set or -k is given; 0 = no "
-                        "validation, last epoch kept (default: 0.25)")
+    g.add_argument("--val-fraction", type=float, default=0,
+                   help="fraction of labelled micrographs held out when no test set or -k is given "
+                        "(default: 0 = hold out labels instead, see --val-labels)")
+    g.add_argument("--val-labels", type=float, default=0.2,
+                   help="fraction of the labels held out for validation when no test set, -k or --val-fraction "
+                        "is given; their micrographs stay in training; 0 with --val-fraction 0 = no validation, "
+                        "last epoch kept (default: 0.2)")
     g = p.add_argument_group("labels and prior")
     g.add_argument("-n", "--num-particles", type=float, help="expected particles per micrograph (sets pi)")
     g.add_argument("--pi", type=float, help="positive fraction of pixels (instead of -n)")
@@ -68,7 +78,7 @@ def add_args(p):
 
 def main(args):
     from topazpu_core.sampling import split_micrographs
-    from topazpu_core.training import TrainConfig, fit, load_micrographs
+    from topazpu_core.training import TrainConfig, fit, label_holdout, load_micrographs
 
     from topazpu_core.checkpoint import torch_device
 
@@ -81,6 +91,7 @@ def main(args):
         except ValueError:
             raise TopazPuError("--autoencoder %r: a number or 'auto'" % args.autoencoder)
     train, info = load_micrographs(args.train_images, args.train_targets)
+    validation = None
     if not any(len(m.x) for m in train):
         raise TopazPuError("%s: no labelled particle on any of the %d training micrographs (the log says how "
                            "many coordinates fell outside the images)" % (args.train_targets, len(train)))
@@ -91,6 +102,7 @@ def main(args):
         clash = sorted({m.name for m in val} & {m.name for m in train})
         if clash:
             raise TopazPuError("%s: micrographs in both training and test sets: %s" % (args.test_images, ", ".join(clash[:5])))
+        validation = "test set %s" % args.test_targets
     elif args.k_fold or args.val_fraction > 0:
         labelled = [m for m in train if len(m.x)]
         if len(labelled) < 2:
@@ -102,6 +114,13 @@ def main(args):
                                              seed=args.seed)
             val = [m for m in train if m.name in set(val_names)]
             train = [m for m in train if m.name not in set(val_names)]
+            validation = "held-out micrographs (%s)" % ("fold %d of %d" % (args.fold, args.k_fold) if args.k_fold
+                                                         else "fraction %g" % args.val_fraction)
+    elif args.val_labels > 0:
+        if not 0 < args.val_labels < 1:
+            raise TopazPuError("--val-labels %g: a fraction between 0 and 1" % args.val_labels)
+        train, val = label_holdout(train, args.val_labels, seed=args.seed)
+        validation = "held-out labels (%g)" % args.val_labels
     else:
         val = []
     logger.info("topazpu train: %s", " ".join(sys.argv[1:]))
@@ -116,7 +135,8 @@ def main(args):
         epoch_size=args.epoch_size, patience=args.patience, seed=args.seed, threads=args.threads or None,
         scale=args.scale if args.scale is not None else info.get("scale", 1.0),
         normalization=info.get("normalization", "gmm"))
-    meta = fit(config, train, val, args.output, resume=args.resume, progress=not args.no_progress, device=device)
-    print("model: %s  best epoch %d  validation AP %s  threshold %.3f" % (
+    meta = fit(config, train, val, args.output, resume=args.resume, progress=not args.no_progress, device=device,
+               validation=validation)
+    print("model: %s  best epoch %d  validation AP %s%s  threshold %.3f" % (
         args.output, meta["best_epoch"], "%.4f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a",
-        meta["threshold"]))
+        " (%s)" % meta["val_estimate"] if meta.get("val_estimate") else "", meta["threshold"]))
