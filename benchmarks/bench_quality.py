@@ -61,7 +61,7 @@ from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordi
 from topazpu_core.images import image_name  # noqa: E402
 from topazpu_core.metrics import evaluate  # noqa: E402
 
-TOPAZ = os.environ.get("TOPAZ", "/work/main/.venv-topaz/bin/topaz")
+TOPAZ = os.environ.get("TOPAZ", os.path.join(ROOT, ".venv-topaz", "bin", "topaz"))
 TOPAZ_REFERENCE_AP = 0.55  # Topaz 0.3.20, 500 updates, 200 apoferritin labels (issue 3)
 OBJECTIVES = "PN,NNPU,GE-KL,GE-binomial"
 LABEL_COUNTS = "10,50,200,1000"
@@ -73,8 +73,9 @@ logger = logging.getLogger("bench_quality")
 # helpers
 
 
-def run(cmd, log_path, env=None):
-    """Run a command, log its output to log_path; -> wall seconds. Raises on failure."""
+def run(cmd, log_path, env=None, cwd=ROOT):
+    """Run a command in `cwd` (default: the repository), log its output to log_path; -> wall seconds.
+    Raises on failure."""
     cmd = [str(c) for c in cmd]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -84,7 +85,7 @@ def run(cmd, log_path, env=None):
     with open(log_path, "w") as log:
         log.write("$ %s\n" % " ".join(shlex.quote(c) for c in cmd))
         log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         with open(log_path) as f:

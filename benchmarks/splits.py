@@ -1,6 +1,6 @@
 """Benchmark data sets and their seeded train/validation splits, shared by the benchmark scripts.
 
-Each data set of the shared data folder (default /work/shared/data; override with the
+Each data set of the shared data folder (default ../shared/data beside the repository; override with the
 environment variable TOPAZPU_DATA or --data) is described by a `DataSet`: its micrographs, its
 particle file (Topaz TSV, raw pixel frame), the particle diameter and radius in raw pixels, the
 preprocessing scale we use (about 16 px particle diameter after downsampling), the expected
@@ -45,11 +45,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordinates  # noqa: E402
 from topazpu_core.images import IMAGE_EXTENSIONS, image_name  # noqa: E402
 
-DEFAULT_DATA = "/work/shared/data"
+DEFAULT_DATA = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
 
 
 def data_root(override=None):
-    """The shared data folder: `override`, else $TOPAZPU_DATA, else /work/shared/data."""
+    """The shared data folder: `override`, else $TOPAZPU_DATA, else ../shared/data beside the repository."""
     return override or os.environ.get("TOPAZPU_DATA") or DEFAULT_DATA
 
 
