@@ -14,14 +14,16 @@ micrographs are held out) it:
     format `topazpu convert` reads), --no-topaz leaves Topaz out;
  3. extracts each pick set with RELION 3.1 (`relion_preprocess --extract`, box --box raw px
     rescaled to --box-scaled, --invert-contrast so protein is white, background normalised),
-    plus the user's 200 training labels as the reference set, from micrographs STAR and one
-    coordinate STAR per micrograph written by topazpu_core.coordinates (pixel size --pixel-size,
-    an estimate: the MRC headers of this set hold placeholders);
+    plus the user's 200 training labels as the reference set, from float32 MRC copies of the
+    micrographs (RELION 3.1 reads this set's uint16 files as signed int16), a micrographs STAR and
+    one coordinate STAR per micrograph written by topazpu_core.coordinates (pixel size
+    --pixel-size, an estimate: the MRC headers of this set hold placeholders);
  4. 2D-classifies each pick set without CTF correction (`relion_refine`, --classes 8,
     --iterations 10, mask --mask-diameter, --random-seed 0, --j --threads, no MPI);
  5. calls each class good or junk with one stated criterion (class_correlations): the Pearson
     correlation inside a disc of 1.25 particle radii between the class average and the
-    reference average (the plain mean of the extracted labelled particles, no alignment), both
+    reference (the mean of the extracted labelled particles, no alignment, averaged over
+    in-plane rotations: apoferritin is round, and 200 particles alone are noisy), both
     low-pass filtered (Gaussian, sigma 1 px of the rescaled box), maximised over in-plane
     rotations (every 10 degrees) and shifts of up to 2 px; the class is good when that
     correlation is >= --junk-threshold (default 0.5). It reports the share of classified
@@ -62,7 +64,7 @@ from splits import make_split, write_image_list, write_split  # noqa: E402
 from topazpu_core.atomic import atomic_write  # noqa: E402
 from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordinates  # noqa: E402
 from topazpu_core.coordinates.star import parse_star  # noqa: E402
-from topazpu_core.images import image_name  # noqa: E402
+from topazpu_core.images import image_name, read_image, write_mrc  # noqa: E402
 from topazpu_core.metrics import match_picks  # noqa: E402
 
 RELION_PREPROCESS = os.environ.get("RELION_PREPROCESS", "relion_preprocess")
@@ -79,6 +81,18 @@ def disc_mask(size, radius):
     c = size // 2
     y, x = np.indices((size, size))
     return np.hypot(x - c, y - c) <= radius
+
+
+def rotational_average(image):
+    """The image averaged over in-plane rotations about the box centre (size // 2): its radial
+    profile (1-px bins) interpolated back onto every pixel."""
+    image = np.asarray(image, dtype=np.float64)
+    c = image.shape[0] // 2
+    y, x = np.indices(image.shape)
+    r = np.hypot(x - c, y - c)
+    bins = np.rint(r).astype(np.intp)
+    profile = np.bincount(bins.ravel(), image.ravel()) / np.maximum(np.bincount(bins.ravel()), 1)
+    return np.interp(r, np.arange(len(profile)), profile)
 
 
 def _pearson(a, b):
@@ -397,21 +411,23 @@ def main():
               % (len(sets["topaz"]), len(tz), sets["topaz"].score.min() if len(sets["topaz"]) else float("nan"),
                  "; AP %.3f on the held-out ones" % topaz_res["ap"] if "ap" in topaz_res else ""), flush=True)
 
-    # RELION: micrographs linked under WORK/relion/Micrographs, one folder per particle set
+    # RELION: float32 copies of the micrographs in WORK/relion/Micrographs (RELION 3.1 reads the
+    # uint16 MRC files of this set, mode 6, as signed int16: values above 32767 wrap), one folder
+    # per particle set
     rdir = os.path.join(opts.work, "relion")
-    os.makedirs(os.path.join(rdir, "Micrographs"), exist_ok=True)
     by_name = {image_name(q): q for q in d.micrographs(opts.data)}
     ref_names = split.train_names
     for n in sorted(set(names) | set(ref_names)):
-        link = os.path.join(rdir, "Micrographs", n + ".mrc")
-        if not os.path.lexists(link):
-            os.symlink(os.path.abspath(by_name[n]), link)
+        copy = os.path.join(rdir, "Micrographs", n + ".mrc")
+        if not os.path.exists(copy):
+            write_mrc(copy, read_image(by_name[n]), pixel_size=opts.pixel_size)
     mics_star = write_micrographs_star(sorted(set(names) | set(ref_names)), os.path.join(rdir, "micrographs.star"),
                                        opts.pixel_size)
     ref_star = extract("reference", split.train_labels, mics_star, rdir, opts)
     ref_coords, ref_images = read_particles(ref_star)
-    reference = read_stack_images(ref_images, rdir).mean(axis=0)
-    print("reference: mean of the %d extracted training labels (box %d px -> %d px, %.2f A/px)"
+    reference = rotational_average(read_stack_images(ref_images, rdir).mean(axis=0))
+    print("reference: rotational average of the mean of the %d extracted training labels (box %d px -> %d px, "
+          "%.2f A/px)"
           % (len(ref_images), opts.box, opts.box_scaled, opts.pixel_size * opts.box / opts.box_scaled), flush=True)
 
     results = {"settings": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(opts).items()},

@@ -13,7 +13,7 @@ import scipy.ndimage as ndi
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 
-from bench_downstream import class_correlations, disc_mask, junk_summary  # noqa: E402
+from bench_downstream import class_correlations, disc_mask, junk_summary, rotational_average  # noqa: E402
 
 BOX = 48
 RADIUS = 16  # particle radius in px of the box
@@ -70,6 +70,22 @@ class ClassCorrelationTest(unittest.TestCase):
         m = disc_mask(6, 1)
         self.assertEqual(m.sum(), 5)
         self.assertTrue(m[3, 3] and m[2, 3] and m[4, 3] and m[3, 2] and m[3, 4])
+
+
+class RotationalAverageTest(unittest.TestCase):
+    def test_round_images_stay_and_others_become_round(self):
+        r = ring()
+        np.testing.assert_allclose(rotational_average(r), r, atol=0.15 * r.max())
+        bar = np.zeros((BOX, BOX))
+        bar[BOX // 2 - 2: BOX // 2 + 3, :] = 1.0
+        avg = rotational_average(bar)
+        c = BOX // 2
+        np.testing.assert_allclose(avg, avg.T, atol=1e-12)  # the same in all directions from the centre
+        for k in range(1, c):
+            self.assertAlmostEqual(avg[c, c + k], avg[c - k, c], delta=1e-12)
+            self.assertAlmostEqual(avg[c, c - k], avg[c + k, c], delta=1e-12)
+        self.assertAlmostEqual(avg[BOX // 2, BOX // 2], 1.0)
+        self.assertAlmostEqual(avg.mean(), bar.mean(), delta=0.1 * bar.mean())
 
 
 class JunkSummaryTest(unittest.TestCase):
