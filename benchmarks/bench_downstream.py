@@ -404,9 +404,10 @@ def main():
     ours = ours.subset(np.isin(ours.image_name.astype(str), names))
     sets = {"topazpu": ours}
     print("topazpu: %d picks at the default threshold (%s) on %d micrographs (%d hand labels there); "
-          "AP %.3f on the held-out ones; training %.0f s"
+          "AP %.3f on the held-out ones; best epoch %s%s"
           % (len(ours), "%.2f" % ours_res["auto_threshold"] if ours_res.get("auto_threshold") is not None else "auto",
-             len(names), len(targets), ours_res.get("ap", float("nan")), ours_res.get("train_seconds", 0)), flush=True)
+             len(names), len(targets), ours_res.get("ap", float("nan")), ours_res.get("best_epoch"),
+             "; training %.0f s" % ours_res["train_seconds"] if "train_seconds" in ours_res else ""), flush=True)
     topaz_res = None
     if not opts.no_topaz:
         tz, topaz_res = topaz_stage(split, files, opts.work, names, opts)
