@@ -37,8 +37,8 @@ The hand labels of the picked micrographs go through steps 3-5 too (--no-label-b
 them out): their junk share is what the criterion calls junk among true, centred particles.
 
 Every stage is cached in --work (default $TMPDIR/topazpu_bench_downstream): training and picking
-are skipped when their picks exist, extraction when its particles STAR exists, classification
-when its last iteration exists; --redo STAGE[,STAGE] (train, topaz, extract, classify) or a new
+are skipped when their picks exist, extraction when its particles STAR exists for the same
+picks (WORK/relion/SET/picks.sha1), classification when its last iteration exists; --redo STAGE[,STAGE] (train, topaz, extract, classify) or a new
 --work runs them again. Needs Debian's relion package (3.1.3; apt-get install relion) and, for
 the Topaz side, Topaz 0.3.20 at .venv-topaz/bin/topaz in the repository (or $TOPAZ).
 
@@ -48,6 +48,7 @@ the Topaz side, Topaz 0.3.20 at .venv-topaz/bin/topaz in the repository (or $TOP
 Issue target: our junk share at least 10 points below Topaz's, with at least as many good particles.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -206,11 +207,22 @@ def last_iteration(prefix, iterations):
 # stages
 
 
+def fingerprint(coords):
+    """SHA-1 of a pick set's names and coordinates (0.01 px): a cached extraction of other picks is redone."""
+    text = "\n".join("%s %.2f %.2f" % row for row in zip(coords.image_name, coords.x, coords.y))
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def extract(name, coords, micrographs_star, rdir, opts):
-    """Write one coordinate STAR per micrograph and run relion_preprocess -> particles STAR (cached)."""
+    """Write one coordinate STAR per micrograph and run relion_preprocess -> particles STAR (cached
+    while the picks are the same; a new extraction removes the set's classification too)."""
     out = os.path.join(rdir, name, "particles.star")
-    if os.path.exists(out) and "extract" not in opts.redo:
-        return out
+    stamp = os.path.join(rdir, name, "picks.sha1")
+    key = fingerprint(coords)
+    if os.path.exists(out) and os.path.exists(stamp) and "extract" not in opts.redo:
+        with open(stamp) as f:
+            if f.read().strip() == key:
+                return out
     set_dir = fresh_dir(os.path.join(rdir, name))
     for mic, c in coords.by_image().items():
         write_coordinates(c, os.path.join(set_dir, "coords", "Micrographs", mic + "_pick.star"), fmt="star")
@@ -220,6 +232,8 @@ def extract(name, coords, micrographs_star, rdir, opts):
          "--extract", "--extract_size", opts.box, "--scale", opts.box_scaled, "--norm", "--bg_radius", bg_radius,
          "--invert_contrast"], os.path.join(set_dir, "extract.log"), cwd=rdir)
     os.replace(os.path.join(set_dir, "particles.tmp.star"), out)
+    with atomic_write(stamp) as f:
+        f.write(key + "\n")
     return out
 
 
@@ -351,6 +365,8 @@ def main():
     g = p.add_argument_group("Topaz")
     g.add_argument("--no-topaz", action="store_true", help="leave Topaz out")
     g.add_argument("--topaz-picks", help="Topaz picks made elsewhere (raw frame, scored) instead of training Topaz")
+    g.add_argument("--topaz-name", default="topaz",
+                   help="name of Topaz's pick set: its folder in WORK/relion and its row (default: topaz)")
     g.add_argument("--topaz-epochs", type=int, default=1, help="topaz train --num-epochs (default: 1)")
     g.add_argument("--topaz-epoch-size", type=int, default=500, help="topaz train --epoch-size (default: 500)")
     g.add_argument("--topaz-no-pretrained", action="store_true", help="topaz train --no-pretrained")
@@ -414,9 +430,10 @@ def main():
         tz = tz.subset(np.isin(tz.image_name.astype(str), names))
         if not tz.has_scores:
             raise SystemExit("%s: Topaz picks need scores (to keep the top %d)" % (opts.topaz_picks, len(ours)))
-        sets["topaz"] = top_n(tz, len(ours))
-        print("topaz:   top %d of %d picks on the same micrographs (score >= %.2f)%s"
-              % (len(sets["topaz"]), len(tz), sets["topaz"].score.min() if len(sets["topaz"]) else float("nan"),
+        sets[opts.topaz_name] = top_n(tz, len(ours))
+        print("%s: top %d of %d Topaz picks on the same micrographs (score >= %.2f)%s"
+              % (opts.topaz_name, len(sets[opts.topaz_name]), len(tz),
+                 sets[opts.topaz_name].score.min() if len(sets[opts.topaz_name]) else float("nan"),
                  "; AP %.3f on the held-out ones" % topaz_res["ap"] if "ap" in topaz_res else ""), flush=True)
 
     # RELION: float32 copies of the micrographs in WORK/relion/Micrographs (RELION 3.1 reads the
@@ -479,8 +496,8 @@ def main():
     for name, s in tools.items():
         print("%-8s %7d %10d %10.1f%% %12d %14d" % (name, s["picks"], s["extracted"], 100 * s["junk_share"],
                                                     s["good_particles"], s["on_label_good"]))
-    if "topaz" in tools:
-        a, b = tools["topazpu"], tools["topaz"]
+    if opts.topaz_name in tools:
+        a, b = tools["topazpu"], tools[opts.topaz_name]
         met = (b["junk_share"] - a["junk_share"] >= 0.10) and a["good_particles"] >= b["good_particles"]
         results["target"] = {"junk_share_points_below_topaz": 100 * (b["junk_share"] - a["junk_share"]),
                              "good_particles_vs_topaz": a["good_particles"] - b["good_particles"], "met": met}
