@@ -25,16 +25,19 @@ micrographs are held out) it:
     reference (the mean of the extracted labelled particles, no alignment, averaged over
     in-plane rotations: apoferritin is round, and 200 particles alone are noisy), both
     low-pass filtered (Gaussian, sigma 2 raw px), maximised over in-plane rotations (every 10
-    degrees) and shifts of up to 4 raw px; the class is good when that
-    correlation is >= --junk-threshold (default 0.5). It reports the share of classified
+    degrees) and shifts of up to 4 raw px; the class is good when that correlation is at least
+    the lowest correlation among the classes RELION makes of the hand labels themselves (the
+    baseline below; --junk-threshold X: at least X). It reports the share of classified
     particles in junk classes, the number of good particles kept, and as a check of the
     criterion itself, how many particles of good and of junk classes lie within the assignment
     radius of a hand label (the held-out micrographs are labelled in full);
  6. draws the class averages of both tools and the reference as a PNG (good: green frame,
     junk: red; particle count and correlation above each) and writes the numbers as JSON.
 
-The hand labels of the picked micrographs go through steps 3-5 too (--no-label-baseline leaves
-them out): their junk share is what the criterion calls junk among true, centred particles.
+The hand labels of the picked micrographs go through steps 3-4 too (--no-label-baseline leaves
+them out, and needs a numeric --junk-threshold): the least particle-like of their classes sets
+the threshold, and their junk share at fixed thresholds shows what the criterion calls junk
+among true, centred particles.
 
 Every stage is cached in --work (default $TMPDIR/topazpu_bench_downstream): training and picking
 are skipped when their picks exist, extraction when its particles STAR exists for the same
@@ -254,20 +257,18 @@ def classify(name, rdir, opts):
     return last
 
 
-def analyse(name, prefix, reference, targets, opts):
-    """Class averages, particles per class, correlations, good/junk, agreement with the hand labels."""
+def analyse(prefix, reference, targets, opts):
+    """Class averages, particles per class, each class's correlation with the reference, and which
+    particles lie within the assignment radius of a hand label -> dict."""
     import mrcfile
     with mrcfile.open(prefix + "_classes.mrcs", permissive=True) as m:
         classes = np.asarray(m.data, dtype=np.float32)
     t, (mic, x, y, cls) = star_table(prefix + "_data.star", "particles",
                                      ["MicrographName", "CoordinateX", "CoordinateY", "ClassNumber"])
     class_of = np.array([int(r[cls]) for r in t.rows])
-    counts = np.bincount(class_of - 1, minlength=len(classes))
     per = opts.box / opts.box_scaled  # raw px per px of the particle images
     corr = class_correlations(classes, reference, 1.25 * opts.particle_radius / per, sigma=2.0 / per,
                               max_shift=max(1, int(round(4.0 / per))))
-    summary = junk_summary(counts, corr, opts.junk_threshold)
-    # check of the criterion: how many particles of good / junk classes sit on a hand label
     parts = Coordinates.from_arrays([image_name(r[mic]) for r in t.rows], [float(r[x]) for r in t.rows],
                                     [float(r[y]) for r in t.rows])
     on_label = np.zeros(len(parts), dtype=bool)
@@ -275,14 +276,28 @@ def analyse(name, prefix, reference, targets, opts):
     for mic_name, idx in parts.indices_by_image().items():
         if mic_name in groups:
             on_label[idx] = match_picks(parts.xy[idx], groups[mic_name].xy, opts.particle_radius)
+    return {"images": classes, "class_of": class_of, "counts": np.bincount(class_of - 1, minlength=len(classes)),
+            "correlation": corr, "on_label": on_label}
+
+
+def baseline_threshold(baseline):
+    """The lowest correlation among the non-empty classes of the hand labels' own classification:
+    a class is junk when it resembles the particle less than every class RELION makes of true particles."""
+    return float(np.min(baseline["correlation"][baseline["counts"] > 0]))
+
+
+def judge(table, threshold):
+    """analyse()'s table at a threshold -> the summary printed and stored per set."""
+    counts, corr, class_of, on_label = table["counts"], table["correlation"], table["class_of"], table["on_label"]
+    summary = junk_summary(counts, corr, threshold)
     good = np.isin(class_of, summary["good_classes"])
     summary.update(
-        tool=name, classes=[{"class": k + 1, "particles": int(counts[k]), "correlation": float(corr[k]),
-                             "good": bool(corr[k] >= opts.junk_threshold),
-                             "on_label": int(on_label[class_of == k + 1].sum())} for k in range(len(classes))],
+        classes=[{"class": k + 1, "particles": int(counts[k]), "correlation": float(corr[k]),
+                  "good": bool(corr[k] >= threshold), "on_label": int(on_label[class_of == k + 1].sum())}
+                 for k in range(len(counts))],
         on_label_good=int(on_label[good].sum()), on_label_junk=int(on_label[~good].sum()),
         by_threshold={"%.1f" % th: junk_summary(counts, corr, th)["junk_share"] for th in (0.3, 0.4, 0.5, 0.6, 0.7)})
-    return summary, classes
+    return summary
 
 
 def pick_stage(split, files, work, opts):
@@ -382,8 +397,9 @@ def main():
     g.add_argument("--random-seed", type=int, default=0, help="relion_refine --random_seed (default: 0)")
     g.add_argument("--no-label-baseline", action="store_true",
                    help="do not classify the hand labels of the picked micrographs (the criterion's baseline)")
-    g.add_argument("--junk-threshold", type=float, default=0.5,
-                   help="a class is good when its correlation with the reference is >= this (default: 0.5)")
+    g.add_argument("--junk-threshold", default="labels",
+                   help="a class is good when its correlation with the reference is >= this number; 'labels' "
+                        "(default): the lowest correlation among the classes of the hand labels")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 x 10 updates, Topaz 5 updates, 3 iterations")
     p.add_argument("-v", "--verbose", action="store_true", help="log the commands")
     opts = p.parse_args()
@@ -393,6 +409,14 @@ def main():
     if opts.redo - set(STAGES):
         p.error("--redo: unknown stage(s) %s (choose from %s)" % (", ".join(sorted(opts.redo - set(STAGES))),
                                                                    ", ".join(STAGES)))
+    if opts.junk_threshold != "labels":
+        try:
+            float(opts.junk_threshold)
+        except ValueError:
+            p.error("--junk-threshold: a number or 'labels', not %r" % opts.junk_threshold)
+    elif opts.no_label_baseline:
+        p.error("--junk-threshold labels (the default) needs the hand-label baseline: give a number with "
+                "--no-label-baseline")
     if opts.quick:
         opts.epochs, opts.epoch_size, opts.topaz_epoch_size, opts.iterations = opts.epochs or 2, opts.epoch_size or 10, 5, 3
     for tool in (RELION_PREPROCESS, RELION_REFINE):
@@ -460,38 +484,48 @@ def main():
     results = {"settings": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(opts).items()},
                "split": split.summary(), "micrographs": names, "n_hand_labels": len(targets),
                "topazpu_training": ours_res, "topaz_training": topaz_res, "tools": {}}
-    gallery = []
+    tables = {}
     for name, coords in sets.items():
         star = extract(name, coords, mics_star, rdir, opts)
         n_extracted = len(read_particles(star)[0])
         t0 = time.time()
         prefix = classify(name, rdir, opts)
-        summary, classes = analyse(name, prefix, reference, targets, opts)
-        summary.update(picks=len(coords), extracted=n_extracted, classify_seconds=time.time() - t0)
+        tables[name] = analyse(prefix, reference, targets, opts)
+        tables[name].update(picks=len(coords), extracted=n_extracted, classify_seconds=time.time() - t0,
+                            prefix=os.path.relpath(prefix, opts.work))
+    if opts.junk_threshold == "labels":
+        threshold = baseline_threshold(tables["labels"])
+        rule = "the lowest class correlation of the hand labels' own classes"
+    else:
+        threshold, rule = float(opts.junk_threshold), "--junk-threshold"
+    results["junk_threshold"] = {"value": threshold, "rule": rule}
+    print("\njunk threshold: correlation %.3f (%s)" % (threshold, rule))
+    gallery = []
+    for name, table in tables.items():
+        summary = judge(table, threshold)
+        summary.update({k: table[k] for k in ("picks", "extracted", "classify_seconds", "prefix")}, tool=name)
         results["tools"][name] = summary
         print("\n== %s: %d picks, %d extracted, %d classes after %d iterations (%s)"
-              % (name, len(coords), n_extracted, opts.classes, opts.iterations, os.path.relpath(prefix, opts.work)))
+              % (name, summary["picks"], summary["extracted"], opts.classes, opts.iterations, summary["prefix"]))
         for c in summary["classes"]:
             print("  class %d: %4d particles, correlation %6.3f -> %s  (%d on a hand label)"
                   % (c["class"], c["particles"], c["correlation"], "good" if c["good"] else "JUNK", c["on_label"]))
         print("  junk share %.1f %% (%d of %d particles), good particles kept %d; on a hand label: %d of the good, "
               "%d of the junk" % (100 * summary["junk_share"], summary["junk_particles"], summary["particles"],
                                   summary["good_particles"], summary["on_label_good"], summary["on_label_junk"]))
-        print("  junk share at other thresholds: %s" % ", ".join("%s: %.1f %%" % (k, 100 * v)
+        print("  junk share at fixed thresholds: %s" % ", ".join("%s: %.1f %%" % (k, 100 * v)
                                                                  for k, v in summary["by_threshold"].items()),
               flush=True)
-        gallery.append((name, [{"image": classes[c["class"] - 1], "color": "green" if c["good"] else "red",
+        gallery.append((name, [{"image": table["images"][c["class"] - 1], "color": "green" if c["good"] else "red",
                                 "caption": "n=%d r=%.2f" % (c["particles"], c["correlation"])}
                                for c in sorted(summary["classes"], key=lambda c: -c["particles"])]))
     gallery.append(("reference", [{"image": reference, "caption": "%d labels" % len(ref_images)}]))
     from topazpu_core.plots import plot_image_gallery
     plot_image_gallery(gallery, png_path, title="RELION 2D classes (K=%d, %d iterations) of apoferritin picks; "
-                       "green: correlation with the reference >= %g" % (opts.classes, opts.iterations,
-                                                                         opts.junk_threshold))
+                       "green: correlation with the reference >= %.3f" % (opts.classes, opts.iterations, threshold))
 
     tools = results["tools"]
-    print("\n== summary (seed %d, %s micrographs, junk threshold %g)" % (opts.seed, opts.micrographs,
-                                                                       opts.junk_threshold))
+    print("\n== summary (seed %d, %s micrographs, junk threshold %.3f)" % (opts.seed, opts.micrographs, threshold))
     print("%-8s %7s %10s %11s %12s %14s" % ("tool", "picks", "extracted", "junk share", "good kept", "good on label"))
     for name, s in tools.items():
         print("%-8s %7d %10d %10.1f%% %12d %14d" % (name, s["picks"], s["extracted"], 100 * s["junk_share"],

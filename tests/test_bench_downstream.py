@@ -13,7 +13,7 @@ import scipy.ndimage as ndi
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 
-from bench_downstream import class_correlations, disc_mask, junk_summary, rotational_average  # noqa: E402
+from bench_downstream import baseline_threshold, class_correlations, disc_mask, junk_summary, rotational_average  # noqa: E402
 
 BOX = 48
 RADIUS = 16  # particle radius in px of the box
@@ -96,6 +96,10 @@ class JunkSummaryTest(unittest.TestCase):
         self.assertAlmostEqual(s["junk_share"], 50 / 180)
         self.assertEqual(s["good_classes"], [1, 4])
         self.assertEqual(s["junk_classes"], [2])  # the empty class 3 is neither
+
+    def test_baseline_threshold_ignores_empty_classes(self):
+        baseline = {"counts": np.array([10, 0, 5]), "correlation": np.array([0.8, 0.1, 0.62])}
+        self.assertAlmostEqual(baseline_threshold(baseline), 0.62)
 
 
 if __name__ == "__main__":
