@@ -526,10 +526,12 @@ def main():
 
     tools = results["tools"]
     print("\n== summary (seed %d, %s micrographs, junk threshold %.3f)" % (opts.seed, opts.micrographs, threshold))
-    print("%-8s %7s %10s %11s %12s %14s" % ("tool", "picks", "extracted", "junk share", "good kept", "good on label"))
+    width = max(8, max(len(name) for name in tools))
+    print("%-*s %7s %10s %11s %10s %14s %14s" % (width, "tool", "picks", "extracted", "junk share", "good kept",
+                                                 "good on label", "junk on label"))
     for name, s in tools.items():
-        print("%-8s %7d %10d %10.1f%% %12d %14d" % (name, s["picks"], s["extracted"], 100 * s["junk_share"],
-                                                    s["good_particles"], s["on_label_good"]))
+        print("%-*s %7d %10d %10.1f%% %10d %14d %14d" % (width, name, s["picks"], s["extracted"], 100 * s["junk_share"],
+                                                       s["good_particles"], s["on_label_good"], s["on_label_junk"]))
     if opts.topaz_name in tools:
         a, b = tools["topazpu"], tools[opts.topaz_name]
         met = (b["junk_share"] - a["junk_share"] >= 0.10) and a["good_particles"] >= b["good_particles"]
