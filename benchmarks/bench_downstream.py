@@ -53,6 +53,7 @@ Issue target: our junk share at least 10 points below Topaz's, with at least as 
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -403,7 +404,6 @@ def main():
     p.add_argument("--quick", action="store_true", help="smoke test: 2 x 10 updates, Topaz 5 updates, 3 iterations")
     p.add_argument("-v", "--verbose", action="store_true", help="log the commands")
     opts = p.parse_args()
-    import logging
     logging.basicConfig(level=logging.INFO if opts.verbose else logging.WARNING, format="%(message)s")
     opts.redo = set(s.strip() for s in opts.redo.split(",") if s.strip())
     if opts.redo - set(STAGES):
