@@ -516,7 +516,7 @@ def main():
         print("  junk share at fixed thresholds: %s" % ", ".join("%s: %.1f %%" % (k, 100 * v)
                                                                  for k, v in summary["by_threshold"].items()),
               flush=True)
-        gallery.append((name, [{"image": table["images"][c["class"] - 1], "color": "green" if c["good"] else "red",
+        gallery.append((name, [{"image": table["images"][c["class"] - 1], "color": None if not c["particles"] else "green" if c["good"] else "red",
                                 "caption": "n=%d r=%.2f" % (c["particles"], c["correlation"])}
                                for c in sorted(summary["classes"], key=lambda c: -c["particles"])]))
     gallery.append(("reference", [{"image": reference, "caption": "%d labels" % len(ref_images)}]))
