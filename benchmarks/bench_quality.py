@@ -83,8 +83,9 @@ logger = logging.getLogger("bench_quality")
 # helpers
 
 
-def run(cmd, log_path, env=None):
-    """Run a command, log its output to log_path; -> wall seconds. Raises on failure."""
+def run(cmd, log_path, env=None, cwd=ROOT):
+    """Run a command in `cwd` (default: the repository), log its output to log_path; -> wall seconds.
+    Raises on failure."""
     cmd = [str(c) for c in cmd]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -94,7 +95,7 @@ def run(cmd, log_path, env=None):
     with open(log_path, "w") as log:
         log.write("$ %s\n" % " ".join(shlex.quote(c) for c in cmd))
         log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         with open(log_path) as f:

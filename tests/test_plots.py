@@ -7,7 +7,8 @@ import pytest
 from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
 from topazpu_core.metrics import precision_recall_curve
-from topazpu_core.plots import plot_overlay, plot_pr_curve, plot_score_histogram, plot_training_curve
+from topazpu_core.plots import (
+    plot_image_gallery, plot_overlay, plot_pr_curve, plot_score_histogram, plot_training_curve)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -67,6 +68,20 @@ def test_score_histogram(tmp_path):
     assert_png(str(tmp_path / "hist_few.png"))
     plot_score_histogram([], tmp_path / "hist0.png")
     assert_png(str(tmp_path / "hist0.png"))
+
+
+def test_image_gallery(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = [("ours", [{"image": rng.normal(size=(24, 24)), "caption": "n=%d" % i, "color": "C2" if i % 2 else "C3"}
+                      for i in range(5)]),
+            ("reference", [{"image": np.zeros((24, 24))}])]  # a constant image is drawn too
+    plot_image_gallery(rows, tmp_path / "gallery.png", title="classes")
+    assert_png(str(tmp_path / "gallery.png"))
+    with pytest.raises(TopazPuError, match="not 2-D"):
+        plot_image_gallery([("x", [{"image": np.zeros(5)}])], tmp_path / "bad.png")
+    with pytest.raises(TopazPuError, match="no images"):
+        plot_image_gallery([("x", [])], tmp_path / "empty.png")
+    assert sorted(os.listdir(tmp_path)) == ["gallery.png"]
 
 
 def test_non_png_name_is_refused(tmp_path):

@@ -240,3 +240,46 @@ def plot_score_histogram(scores, path, threshold=None, n_micrographs=None, expec
                                  if n_micrographs else ""))
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_image_gallery(rows, path, title=None):
+    """Rows of small grey images (e.g. 2D class averages) with a caption and a coloured frame each.
+
+    rows: list of (row_label, items); items: list of dicts with "image" (2-D array), and optional
+    "caption" (str) and "color" (a matplotlib colour for the frame; none = no frame). Each image
+    is scaled to its own 1st/99th percentiles. Rows may differ in length.
+    """
+    rows = [(label, list(items)) for label, items in rows]
+    if not rows or not any(items for _, items in rows):
+        raise TopazPuError("%s: no images to draw" % os.fspath(path))
+    ncols = max(len(items) for _, items in rows)
+    fig = _new_figure(1.5 * ncols + 1.2, 1.75 * len(rows) + (0.4 if title else 0.1))
+    for r, (label, items) in enumerate(rows):
+        for c in range(ncols):
+            ax = fig.add_subplot(len(rows), ncols, r * ncols + c + 1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if c >= len(items):
+                ax.set_axis_off()
+                continue
+            item = items[c]
+            image = np.asarray(item["image"], dtype=np.float32)
+            if image.ndim != 2:
+                raise TopazPuError("%s: gallery image %d of row %r has shape %s, not 2-D"
+                                   % (os.fspath(path), c, label, image.shape))
+            lo, hi = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
+            ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1.0, interpolation="nearest")
+            if item.get("caption"):
+                ax.set_title(item["caption"], fontsize=7)
+            for spine in ax.spines.values():
+                if item.get("color"):
+                    spine.set_edgecolor(item["color"])
+                    spine.set_linewidth(3)
+                else:
+                    spine.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
