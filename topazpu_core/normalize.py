@@ -278,6 +278,49 @@ def fit_dataset_gmm(samples, fit_scale=True, bins=DEFAULT_BINS, max_iter=DEFAULT
     }
 
 
+def fit_scale(sample, mixture, bins=DEFAULT_BINS, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL):
+    """The scale alpha of one more image under a fixed data-set mixture -> (alpha, n_iter, converged).
+
+    mixture: weights, mu, sigma of a data-set fit (fit_dataset_gmm, or a preprocess.json record).
+    The scale step of the data-set ECM with the mixture held fixed: the image is normalised as
+    the fit would have normalised it had it been part of the fit (its samples do not move the
+    mixture), which is how micrographs arriving later (streaming) join an earlier fit.
+    """
+    v, w = _summarise(np.asarray(sample, dtype=np.float64).reshape(-1), bins)
+    g = np.zeros(v.size, dtype=np.intp)
+    weights = np.maximum(np.asarray(mixture["weights"], dtype=np.float64), _WEIGHT_FLOOR)
+    weights /= weights.sum()
+    mu = np.asarray(mixture["mu"], dtype=np.float64)
+    sigma = np.asarray(mixture["sigma"], dtype=np.float64)
+    rms = math.sqrt(float(np.dot(w, v * v) / w.sum()))
+    if not rms > 0:
+        raise ValueError("the image sample is all zeros; its scale is undefined")
+    # start: the image's root mean square matched to the mixture's
+    beta = math.sqrt(float(np.dot(weights, mu * mu + sigma * sigma))) / rms
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        lp = _log_component_densities(v * beta, weights, mu, sigma)
+        r = np.exp(lp - lp.max(axis=1)[:, None])
+        r /= r.sum(axis=1)[:, None]
+        new = float(_scale_update(v, w, g, 1, r, mu, sigma)[0])
+        done = abs(new - beta) <= tol * beta
+        beta = new
+        if done:
+            converged = True
+            break
+    return 1.0 / beta, it, converged
+
+
+def mixture_from_record(meta):
+    """The data-set mixture (weights, mu, sigma, loglik) of a "gmm" preprocess.json dict, or None
+    when it holds no "gmm" micrograph."""
+    for params in meta.get("images", {}).values():
+        if params.get("method") == "gmm":
+            return {k: params[k] for k in ("weights", "mu", "sigma", "loglik")}
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 # normalisation of arrays
 # ----------------------------------------------------------------------------------------------
@@ -450,7 +493,7 @@ def fit_dataset(paths, scale, seed=0, sample=DEFAULT_SAMPLE, bins=DEFAULT_BINS, 
 
 def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
                       bins=DEFAULT_BINS, progress=True, cache_bytes=2 ** 29, workers=-1, skipped=None,
-                      dataset_fit=None):
+                      dataset_fit=None, reference=None):
     """Read, Fourier-downsample by `scale` and normalise micrographs; yield (array, params).
 
     Arrays are float32 of shape (floor(H / scale), floor(W / scale)). params is the
@@ -462,6 +505,9 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     pass yields. The other methods stream in one pass. `dataset_fit` (a DatasetFit of a larger
     or equal set of files, e.g. saved by an interrupted run) replaces the first pass: only the
     given `paths` are yielded, each normalised exactly as in the run that made the fit.
+    `reference` (a mixture: weights, mu, sigma, e.g. mixture_from_record of an earlier run's
+    preprocess.json) also replaces the first pass, for any files: "gmm" then streams in one pass,
+    fitting only each micrograph's scale under that fixed mixture (fit_scale).
 
     skipped: None (an unreadable micrograph raises TopazPuError), or a list that receives
     (path, reason) for every micrograph that cannot be read; those are logged and left out, and
@@ -472,14 +518,18 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     paths = [os.fspath(p) for p in paths]
     disable = None if progress else True
     load = _loader(scale, workers, skipped)
-    if method != "gmm":
+    if method != "gmm" or reference is not None:
         rng = np.random.default_rng(seed)
         for path in tqdm(paths, desc="preprocess", unit="image", disable=disable):
             image = load(path)
             if image is None:
                 continue
-            samples = None if method == "affine" else [sample_pixels(image, sample, rng)]
-            params = fit_params([image], method=method, bins=bins, samples=samples)[0]
+            if method == "gmm":
+                alpha, n_iter, converged = fit_scale(sample_pixels(image, sample, rng), reference, bins=bins)
+                params = _gmm_params(method, dict(reference, alpha=[alpha], n_iter=n_iter, converged=converged), 0)
+            else:
+                samples = None if method == "affine" else [sample_pixels(image, sample, rng)]
+                params = fit_params([image], method=method, bins=bins, samples=samples)[0]
             params.update(_describe(path, scale, image))
             yield apply_params(image, params), params
         return

@@ -25,7 +25,7 @@ from topazpu_core import __version__
 from topazpu_core.atomic import atomic_path, atomic_write
 from topazpu_core.errors import TopazPuError
 from topazpu_core.images import image_name, list_images, write_mrc
-from topazpu_core.normalize import DEFAULT_SAMPLE, METHODS, preprocess_images
+from topazpu_core.normalize import DEFAULT_SAMPLE, METHODS, mixture_from_record, preprocess_images
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ def add_args(parser):
         "--seed", type=int, default=0,
         help="seed of the random pixel sample for the mixture fit (default: 0)")
     norm.add_argument(
+        "--reference", metavar="JSON",
+        help="gmm: normalise with the data-set mixture of an earlier run (its preprocess.json) "
+             "instead of fitting one to these micrographs; only each micrograph's scale is "
+             "fitted, so micrographs arriving later are normalised like the first ones "
+             "(default: none, fit the mixture here)")
+    norm.add_argument(
         "--sample", type=int, default=DEFAULT_SAMPLE, metavar="N",
         help="pixels sampled per micrograph for the mixture fit, 0 = all, else >= 1000 "
              "(unlike Topaz's fraction 1/N; default: %d pixels)" % DEFAULT_SAMPLE)
@@ -89,6 +95,23 @@ def _flat_row(name, params):
     return row
 
 
+def _read_reference(path, method):
+    """The data-set mixture of the preprocess.json at `path`; a clear error when unusable."""
+    if method != "gmm":
+        raise TopazPuError("--reference %s: a data-set mixture applies to --method gmm only, not %s"
+                           % (path, method))
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise TopazPuError("%s: cannot read the reference preprocess.json (%s)" % (path, e)) from None
+    mixture = mixture_from_record(meta) if isinstance(meta, dict) else None
+    if mixture is None:
+        raise TopazPuError("%s: holds no gmm data-set mixture (a preprocess.json written by "
+                           "`topazpu preprocess --method gmm` is needed)" % path)
+    return mixture
+
+
 def _format_value(v):
     if isinstance(v, float):
         return "%.9g" % v
@@ -105,8 +128,12 @@ def _write_image(path, array, pixel_size, fmt):
 
 
 def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
-                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True):
-    """Preprocess micrographs into `output`; return the metadata dict written as JSON."""
+                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True, reference=None):
+    """Preprocess micrographs into `output`; return the metadata dict written as JSON.
+
+    reference: path of an earlier run's preprocess.json whose "gmm" data-set mixture is used
+    (preprocess_images' `reference`)."""
+    mixture = _read_reference(reference, method) if reference else None
     if fmt not in OUTPUT_FORMATS:
         raise TopazPuError("unknown output format %r (choose from %s)"
                            % (fmt, ", ".join(OUTPUT_FORMATS)))
@@ -128,7 +155,7 @@ def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
     images = {}
     rows = []
     for array, params in preprocess_images(paths, scale, method=method, seed=seed,
-                                           sample=sample, progress=progress):
+                                           sample=sample, progress=progress, reference=mixture):
         name = params.pop("image_name")
         _write_image(os.path.join(output, name + ext), array, params["pixel_size"], fmt)
         images[name] = params
@@ -139,6 +166,7 @@ def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
         "seed": seed,
         "sample": sample,
         "format": fmt,
+        "reference": os.path.abspath(reference) if reference else None,
         "version": __version__,
         "images": images,
     }
@@ -174,9 +202,11 @@ def main(args):
                                       if not k.startswith("_")})
         logger.info("preprocessing %d micrographs: scale %g, method %s, seed %d",
                     len(paths), args.scale, args.method, args.seed)
+        if args.reference:
+            logger.info("data-set mixture from %s: only each micrograph's scale is fitted", args.reference)
         meta = preprocess_to_directory(paths, args.output, scale=args.scale,
                                        method=args.method, seed=args.seed,
-                                       sample=args.sample, fmt=args.format)
+                                       sample=args.sample, fmt=args.format, reference=args.reference)
         logger.info("wrote %d micrographs, preprocess.json and preprocess.tsv to %s",
                     len(meta["images"]), args.output)
     finally:
