@@ -74,6 +74,21 @@ def randomPicksAp(targets, images, nPicks, radius, micMap, repeats=10, seed=0):
     return float(np.mean(aps))
 
 
+def writeHeldBackOverlay(micMap, name, picks, targets, radius, threshold, outDir):
+    """PNG of a held-back micrograph: low-pass filtered, the picks as circles of the particle's
+    size and the hand labels as crosses, with a legend of the threshold and both counts."""
+    import numpy as np
+    from topazpu_core.images import read_image
+    from topazpu_core.plots import plot_overlay
+    mine = picks.subset(np.array([n == name for n in picks.image_name], dtype=bool))
+    labels = targets.subset(np.array([n == name for n in targets.image_name], dtype=bool))
+    path = os.path.join(outDir, '%s_picks_vs_labels.png' % name)
+    # low-pass at about a fifth of the particle radius (~12 A here): particles show, noise does not
+    return plot_overlay(read_image(micMap.byImageName[name].getFileName()), mine, path, radius,
+                        threshold=threshold, labels=labels, lowpass=radius / 5.0,
+                        title='held-back micrograph %s: topazpu picks and hand labels' % name)
+
+
 def main(argv=None):
     args = parseArgs(argv)
     out = os.path.abspath(args.out)
@@ -85,7 +100,7 @@ def main(argv=None):
 
     from pyworkflow.project import Manager
     from scipion_topazpu import convert, workflow
-    from scipion_topazpu.viewers import writePickOverlays, writeTrainingPlot
+    from scipion_topazpu.viewers import writeTrainingPlot
     from topazpu_core.coordinates import write_coordinates
     from topazpu_core.metrics import evaluate
 
@@ -114,12 +129,12 @@ def main(argv=None):
     picks, _ = convert.setToCoordinates(coordSet, micMap, scale=1.0)
     picksFile = os.path.join(results, 'picks.star')
     write_coordinates(picks, picksFile, fmt='star')
-    overlays = writePickOverlays(coordSet, results)
-    heldOverlays = [p for p in overlays if any(os.path.basename(p).startswith(n + '_picks') for n in held)]
     curve = writeTrainingPlot(train.outputModel, os.path.join(results, 'training.png'))
     radius = PARTICLE_DIAMETER_A / SAMPLING_RATE / 2
     result = evaluate(picks, heldTargets, radius=radius, images=held)
     chance = randomPicksAp(heldTargets, held, result['n_picks'], radius, micMap)
+    threshold = pick.getThresholdValue()
+    overlays = [writeHeldBackOverlay(micMap, name, picks, heldTargets, radius, threshold, results) for name in held]
 
     print()
     print('project:      %s' % project.getPath())
@@ -127,12 +142,14 @@ def main(argv=None):
           % (os.path.join(project.getPath(), coordSet.getFileName()), coordSet.getSize(),
              len(convert.coordinatesMicNames(coordSet)), coordSet.getBoxSize()))
     print('              %s (RELION STAR)' % picksFile)
-    print('overlay PNG:  %s' % (heldOverlays or overlays)[0])
+    print('overlay PNG:  %s (held-back micrograph: picks amber, hand labels cyan)' % overlays[0])
     print('training:     %s (model %s)' % (curve, train.outputModel.describe()))
-    print('held-back micrograph(s) %s: AP %.3f (%d picks, %d labelled particles, best F1 %.3f, '
-          'matching radius %.1f px; as many random picks: AP %.3f)'
-          % (', '.join(held), result['ap'], result['n_picks'], result['n_targets'], result['best_f1'], radius,
-             chance))
+    print('held-back micrograph(s) %s: %d particles picked (score >= %s) against %d labelled by hand; '
+          '%d of the picks match a labelled particle (within %.1f px)'
+          % (', '.join(held), result['n_picks'], 'auto' if threshold is None else '%.3g' % threshold,
+             result['n_targets'], result['n_true_positives'], radius))
+    print('              average precision %.3f, best F1 %.3f (as many random picks: AP %.3f)'
+          % (result['ap'], result['best_f1'], chance))
     print('total time: %.0f s' % (time.time() - t0))
     return result
 
