@@ -102,6 +102,11 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         self.streamClosed = False
         self._loadNewMicrographs()
         stepIds = self._insertNewBatches()
+        # "Continue": jobs whose micrographs are all in the output already are not appended again
+        out = getattr(self, TopazPuNormalizeOutputs.outputMicrographs.name, None)
+        if out is not None:
+            present = set(out.getIdSet())
+            self.outputBatches = {b for b, ids in self.batches.items() if set(ids) <= present}
         self._insertFunctionStep(self.createOutputStep, prerequisites=stepIds, wait=True, needsGPU=False)
 
     def _loadNewMicrographs(self):
@@ -165,14 +170,19 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         finished = (self.streamClosed and not self.pending
                     and len(self.outputBatches) + len(done) == len(self.batches))
         outputSet = getattr(self, TopazPuNormalizeOutputs.outputMicrographs.name, None)
-        if not done and (not finished or (outputSet is not None and outputSet.isStreamClosed())):
-            return
-        if outputSet is None:
+        if done or (finished and (outputSet is None or not outputSet.isStreamClosed())):
+            self._updateOutput(outputSet, done, finished)
+        if finished:
+            outputStep = self._getOutputStep()
+            if outputStep is not None and outputStep.isWaiting():
+                outputStep.setStatus(STATUS_NEW)
+
+    def _updateOutput(self, outputSet, done, finished):
+        first = outputSet is None
+        if first:
             outputSet = self._createOutputSet()
-            first = True
         else:
             outputSet.enableAppend()
-            first = False
         for batch in done:
             self._appendBatch(outputSet, batch)
             self.outputBatches.add(batch)
@@ -182,10 +192,6 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         self.info('Output: %d micrographs, %s.' % (size, 'closed' if finished else 'open (more may come)'))
         if first:
             self._defineTransformRelation(self.inputMicrographs, outputSet)
-        if finished:
-            outputStep = self._getOutputStep()
-            if outputStep is not None and outputStep.isWaiting():
-                outputStep.setStatus(STATUS_NEW)
 
     def _getOutputStep(self):
         return next((s for s in self._steps if s.funcName == self.createOutputStep.__name__), None)

@@ -456,3 +456,12 @@ class TestTopazPuNormalizeStreaming(BaseTest):
             self.assertLess(abs(float(image.std()) - 1), 0.1)
         self.assertEqual(log.count('normalised with the data-set mixture of'), 3)
         self.assertIn('fitted once, on the 1 micrograph of the first job', ' '.join(norm.summary()))
+        # "continue" on the finished run redoes nothing and appends nothing twice
+        record = norm._getExtraPath('batch_000', 'preprocess.json')
+        stamp = os.path.getmtime(record)
+        norm.runMode.set(MODE_RESUME)
+        common.launch(self, norm)
+        norm = self.proj.getProtocol(norm.getObjId())
+        self.assertEqual(norm.outputMicrographs.getSize(), 4)
+        self.assertTrue(norm.outputMicrographs.isStreamClosed())
+        self.assertEqual(os.path.getmtime(record), stamp)
