@@ -199,17 +199,10 @@ class TestTopazPuPipeline(BaseTest):
 
     def test_streaming_pick(self):
         """Micrographs arriving in an open set are picked as they come; the output closes at the end."""
-        from pwem.protocols import ProtCreateStreamData
-        from pwem.protocols.protocol_create_stream_data import SET_OF_MICROGRAPHS
-        stream = self.newProtocol(ProtCreateStreamData, setof=SET_OF_MICROGRAPHS, nDim=3, creationInterval=3,
-                                  inputMics=self.protMics.outputMicrographs)
-        self.proj.launchProtocol(stream, wait=False)
-        self._waitOutput(stream, 'outputMicrographs', sleepTime=1)
+        stream = common.growingMicrographs(self, self.protMics.outputMicrographs, count=3, interval=3)
         pick = self.newProtocol(TopazPuProtPick, particleDiameter=common.PARTICLE_DIAMETER_A,
-                                inputMicrographs=stream.outputMicrographs, inputModel=self.protTrain.outputModel,
-                                streamingBatchSize=1, numberOfThreads=1)
-        pick.inputMicrographs.set(stream)
-        pick.inputMicrographs.setExtended('outputMicrographs')
+                                inputModel=self.protTrain.outputModel, streamingBatchSize=1, numberOfThreads=1)
+        common.followStream(pick.inputMicrographs, stream)
         common.launch(self, pick)
         self.proj._updateProtocol(stream)
         self.assertTrue(stream.isFinished())
@@ -414,23 +407,14 @@ class TestTopazPuNormalizeStreaming(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        mics, _ = common.bundled()
-        cls.protMics = cls.newProtocol(ProtImportMicrographs, filesPath=os.path.dirname(mics[0]),
-                                       filesPattern='*.mrc', samplingRate=common.SAMPLING_RATE, voltage=300)
-        common.launch(cls, cls.protMics)
+        cls.protMics = common.importBundledMicrographs(cls)
 
     def test_streaming_normalize(self):
-        from pwem.protocols import ProtCreateStreamData
-        from pwem.protocols.protocol_create_stream_data import SET_OF_MICROGRAPHS
         from topazpu_core.images import read_image
-        stream = self.newProtocol(ProtCreateStreamData, setof=SET_OF_MICROGRAPHS, nDim=4, creationInterval=4,
-                                  inputMics=self.protMics.outputMicrographs)
-        self.proj.launchProtocol(stream, wait=False)
-        self._waitOutput(stream, 'outputMicrographs', sleepTime=1)
+        stream = common.growingMicrographs(self, self.protMics.outputMicrographs, count=4, interval=4)
         norm = self.newProtocol(TopazPuProtNormalize, scale=common.SCALE, batchSize=1, numberOfThreads=2,
                                 binThreads=1)
-        norm.inputMicrographs.set(stream)
-        norm.inputMicrographs.setExtended('outputMicrographs')
+        common.followStream(norm.inputMicrographs, stream)
         common.launch(self, norm)
         self.proj._updateProtocol(stream)
         self.assertTrue(stream.isFinished())
