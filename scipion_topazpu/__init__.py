@@ -11,7 +11,7 @@ import sys
 import pwem
 import pyworkflow.utils as pwutils
 
-from .constants import TOPAZPU_PYTHON, TOPAZPU_THREADS
+from .constants import DISPLAY_NAME, TOPAZPU_PYTHON, TOPAZPU_THREADS
 
 __version__ = '0.1.0'
 _logo = None
@@ -30,6 +30,12 @@ class Plugin(pwem.Plugin):
         cls._defineVar(TOPAZPU_THREADS, '',
                        description='Torch threads per engine job when a protocol does not '
                                    'set them (empty: the protocol decides)')
+
+    def getName(self):
+        """The name Scipion shows for the plugin: protocol titles read "topazpu - train" and the
+        protocol tree has a "topazpu" folder. The package and its entry point stay
+        scipion_topazpu (pyworkflow otherwise shows the module name)."""
+        return DISPLAY_NAME
 
     @classmethod
     def getPython(cls):

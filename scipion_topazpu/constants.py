@@ -11,6 +11,9 @@ TOPAZPU_THREADS = 'TOPAZPU_THREADS'      # default torch threads per engine job 
 
 ENGINE_MODULE = 'topazpu_core'
 
+# The plugin's name in Scipion's protocol titles and protocol tree (the package is scipion_topazpu).
+DISPLAY_NAME = 'topazpu'
+
 # Objectives, in the order shown in the form (GE-binomial is the default, as in the paper).
 OBJECTIVES = list(_engine.OBJECTIVES)
 OBJECTIVE_GE_BINOMIAL = OBJECTIVES.index('GE-binomial')

@@ -161,3 +161,24 @@ def test_every_option_help_has_a_default():
             assert "default" in (action.help or ""), action.option_strings
         if not action.option_strings:
             assert "default" in action.help
+
+
+def test_reference_run_normalises_later_micrographs_with_the_first_fit(tmp_path, capsys):
+    """`--reference` (streaming): a second batch is normalised with the first batch's data-set
+    mixture, recorded in its preprocess.json; a bad reference is a clear error naming the file."""
+    mics = bundled_micrographs()
+    run(["-s", 2, "-o", tmp_path / "b0"] + mics[:2])
+    run(["-s", 2, "-o", tmp_path / "b1", "--reference", tmp_path / "b0" / "preprocess.json"] + mics[2:])
+    first = json.loads((tmp_path / "b0" / "preprocess.json").read_text())
+    later = json.loads((tmp_path / "b1" / "preprocess.json").read_text())
+    assert later["reference"] == str(tmp_path / "b0" / "preprocess.json")
+    ref = next(iter(first["images"].values()))
+    for entry in later["images"].values():
+        assert entry["mu"] == ref["mu"] and entry["sigma"] == ref["sigma"] and entry["weights"] == ref["weights"]
+    data = read_image(str(tmp_path / "b1" / (image_name(mics[2]) + ".mrc")))
+    assert abs(float(np.median(data))) < 0.05 and abs(float(data.std()) - 1) < 0.05
+    (tmp_path / "bad.json").write_text("{not json")
+    assert "bad.json" in run_failing(["-s", 2, "-o", tmp_path / "b2", "--reference", tmp_path / "bad.json", mics[3]], capsys)
+    err = run_failing(["-s", 2, "--affine", "-o", tmp_path / "b3", "--reference", tmp_path / "b0" / "preprocess.json",
+                       mics[3]], capsys)
+    assert "gmm" in err

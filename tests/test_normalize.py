@@ -244,3 +244,39 @@ def test_saved_dataset_fit_normalises_a_subset_exactly_as_the_full_run(tmp_path)
     stranger.write_bytes(open(paths[0], "rb").read())
     with pytest.raises(TopazPuError, match="other.mrc"):
         list(preprocess_images([str(stranger)], 2, progress=False, dataset_fit=DatasetFit.from_json(saved)))
+
+
+def test_fit_scale_places_a_new_image_in_an_earlier_fit():
+    """A micrograph arriving after the data-set fit gets its scale under the fixed mixture: its
+    known alpha (relative to the fit's common factor) is recovered, and a micrograph of the fit
+    itself gets back the scale the joint fit gave it."""
+    samples, alphas = generated(n_images=7)
+    fit = fit_dataset_gmm(samples[:6])
+    g = math.exp(np.mean(np.log(alphas[:6])))     # the fit's scales have geometric mean 1
+    alpha, n_iter, converged = nz.fit_scale(samples[6], fit)
+    assert converged and alpha == pytest.approx(alphas[6] / g, rel=0.01)
+    again, _, _ = nz.fit_scale(samples[2], fit)
+    assert again == pytest.approx(fit["alpha"][2], rel=1e-4)
+    # a wrong mixture (no second component) gives another scale: the mixture matters
+    single = {"weights": [1.0, 0.0], "mu": [0.0, 0.0], "sigma": [1.0, 1.0]}
+    assert abs(nz.fit_scale(samples[6], single)[0] - alphas[6] / g) > 0.05 * alphas[6] / g
+
+
+def test_reference_mixture_normalises_later_micrographs_like_the_first_ones():
+    """Streaming: the mixture fitted on the first micrographs (read back from their
+    preprocess.json record) normalises later ones in one pass; the first ones come out as in
+    their own run, the later ones as in a run over all of them (bundled data, scale 2)."""
+    paths = bundled_micrographs()
+    first = {p["image_name"]: (a, p) for a, p in preprocess_images(paths[:2], 2, progress=False)}
+    full = {p["image_name"]: a for a, p in preprocess_images(paths, 2, progress=False)}
+    reference = nz.mixture_from_record({"images": {n: p for n, (_, p) in first.items()}})
+    assert set(reference) == {"weights", "mu", "sigma", "loglik"}
+    got = list(preprocess_images(paths, 2, progress=False, reference=reference))
+    assert len(got) == 4
+    for a, p in got:
+        if p["image_name"] in first:
+            a0, p0 = first[p["image_name"]]
+            assert p["alpha"] == pytest.approx(p0["alpha"], rel=1e-6)
+            np.testing.assert_allclose(a, a0, atol=1e-5)
+        np.testing.assert_allclose(a, full[p["image_name"]], atol=1e-3)
+    assert nz.mixture_from_record({"images": {"x": {"method": "affine"}}}) is None

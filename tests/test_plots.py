@@ -58,6 +58,35 @@ def test_overlay_with_and_without_scores(tmp_path):
     assert_png(str(tmp_path / "none.png"))
 
 
+def _colour_pixels(path, hex_colour, tol=0.08):
+    """Pixels of the PNG within `tol` (per channel, 0-1) of a colour."""
+    import matplotlib.image
+    rgb = matplotlib.image.imread(path)[..., :3]
+    target = np.array([int(hex_colour[i:i + 2], 16) / 255.0 for i in (1, 3, 5)])
+    return int((np.abs(rgb - target) <= tol).all(axis=-1).sum())
+
+
+def test_overlay_picks_and_labels_in_their_own_colours(tmp_path):
+    """With hand labels, picks are amber circles and labels cyan crosses (a legend counts them);
+    the low-pass filter smooths the micrograph as asked."""
+    from topazpu_core.plots import LABEL_COLOUR, PICK_COLOUR
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(200, 220)).astype(np.float32)
+    picks = Coordinates.from_arrays("mic", [40.0, 120.0], [50.0, 150.0], [1.0, 2.0])
+    labels = Coordinates.from_arrays("mic", [40.0, 180.0, 60.0], [50.0, 40.0, 170.0])
+    both = tmp_path / "both.png"
+    plot_overlay(image, picks, both, radius=12, threshold=0.5, labels=labels, lowpass=3.0)
+    assert_png(str(both))
+    only_picks = tmp_path / "picks.png"
+    plot_overlay(image, picks, only_picks, radius=12, threshold=0.5, labels=Coordinates.empty(), lowpass=3.0)
+    n_pick, n_label = _colour_pixels(str(both), PICK_COLOUR), _colour_pixels(str(both), LABEL_COLOUR)
+    assert n_pick > 100 and n_label > 30
+    # the cyan comes from the three labels (and their legend entry): fewer without them
+    assert _colour_pixels(str(only_picks), LABEL_COLOUR) < n_label
+    with pytest.raises(TopazPuError, match="2-D"):
+        plot_overlay(image[None], picks, tmp_path / "bad.png", radius=12, labels=labels)
+
+
 def test_score_histogram(tmp_path):
     scores = np.random.default_rng(2).normal(size=500)
     plot_score_histogram(scores, tmp_path / "hist.png", threshold=0.5)

@@ -273,6 +273,49 @@ def fit_dataset_gmm(samples, fit_scale=True, bins=DEFAULT_BINS, max_iter=DEFAULT
     }
 
 
+def fit_scale(sample, mixture, bins=DEFAULT_BINS, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL):
+    """The scale alpha of one more image under a fixed data-set mixture -> (alpha, n_iter, converged).
+
+    mixture: weights, mu, sigma of a data-set fit (fit_dataset_gmm, or a preprocess.json record).
+    The scale step of the data-set ECM with the mixture held fixed: the image is normalised as
+    the fit would have normalised it had it been part of the fit (its samples do not move the
+    mixture), which is how micrographs arriving later (streaming) join an earlier fit.
+    """
+    v, w = _summarise(np.asarray(sample, dtype=np.float64).reshape(-1), bins)
+    g = np.zeros(v.size, dtype=np.intp)
+    weights = np.maximum(np.asarray(mixture["weights"], dtype=np.float64), _WEIGHT_FLOOR)
+    weights /= weights.sum()
+    mu = np.asarray(mixture["mu"], dtype=np.float64)
+    sigma = np.asarray(mixture["sigma"], dtype=np.float64)
+    rms = math.sqrt(float(np.dot(w, v * v) / w.sum()))
+    if not rms > 0:
+        raise ValueError("the image sample is all zeros; its scale is undefined")
+    # start: the image's root mean square matched to the mixture's
+    beta = math.sqrt(float(np.dot(weights, mu * mu + sigma * sigma))) / rms
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        lp = _log_component_densities(v * beta, weights, mu, sigma)
+        r = np.exp(lp - lp.max(axis=1)[:, None])
+        r /= r.sum(axis=1)[:, None]
+        new = float(_scale_update(v, w, g, 1, r, mu, sigma)[0])
+        done = abs(new - beta) <= tol * beta
+        beta = new
+        if done:
+            converged = True
+            break
+    return 1.0 / beta, it, converged
+
+
+def mixture_from_record(meta):
+    """The data-set mixture (weights, mu, sigma, loglik) of a "gmm" preprocess.json dict, or None
+    when it holds no "gmm" micrograph."""
+    for params in meta.get("images", {}).values():
+        if params.get("method") == "gmm":
+            return {k: params[k] for k in ("weights", "mu", "sigma", "loglik")}
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 # normalisation of arrays
 # ----------------------------------------------------------------------------------------------

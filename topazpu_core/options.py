@@ -26,6 +26,9 @@ COORDINATE_FORMATS = ("coord", "star", "box", "json", "csv", "cs")
 FRAMES = ("raw", "preprocessed")
 
 
+# the metadata file `topazpu preprocess` writes into its output folder
+PREPROCESS_JSON = "preprocess.json"
+
 def model_length_px(metadata, key, frame):
     """The length `key` of a model's metadata in px of `frame` micrographs: "raw" (the ones
     `pick` reads: times the model's scale) or "preprocessed" (the training images' frame).

@@ -141,25 +141,32 @@ def plot_training_curve(rows, path):
     return _save(fig, path)
 
 
-def plot_overlay(image, coords, path, radius, threshold=None):
-    """Micrograph in grey with a circle of `radius` pixels per pick.
+PICK_COLOUR = "#ffb000"       # picks (amber)
+LABEL_COLOUR = "#00e5ff"      # hand labels (cyan)
 
-    The micrograph is shown lightly low-pass filtered (Gaussian, sigma = radius / 8, at least
-    1 px) and clipped at its 1st/99th percentiles, for visibility only. coords: Coordinates on
-    this micrograph (x = column, y = row). Circles are coloured by score (colour bar); picks
-    below `threshold` are drawn thin, dashed and pale. Without scores, one colour.
+
+def plot_overlay(image, coords, path, radius, threshold=None, labels=None, lowpass=None, title=None):
+    """Micrograph in grey with a circle of `radius` pixels (the particle's) per pick.
+
+    The micrograph is low-pass filtered for visibility (Gaussian, sigma = `lowpass` px; default
+    radius / 8, at least 1 px) and clipped at its 1st/99th percentiles. coords: Coordinates on
+    this micrograph (x = column, y = row). Without `labels`, circles are coloured by score
+    (colour bar). With `labels` (Coordinates of the hand-labelled particles on the same
+    micrograph), picks are amber circles and labels cyan crosses, with a legend giving the
+    threshold and both counts. Picks below `threshold` are drawn thin, dashed and pale.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2:
         raise TopazPuError("%s: overlay needs a 2-D micrograph, got shape %s" % (os.fspath(path), image.shape))
     height, width = image.shape
-    image = ndi.gaussian_filter(image, max(1.0, radius / 8.0))
+    image = ndi.gaussian_filter(image, lowpass if lowpass else max(1.0, radius / 8.0))
     lo, hi = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
     if not hi > lo:
         hi = lo + 1.0
 
     scale = 8.0 / max(height, width)
-    fig = _new_figure(max(3.0, width * scale + 1.4), max(3.0, height * scale + 0.6))
+    extra = 1.4 if labels is None else 0.4
+    fig = _new_figure(max(3.0, width * scale + extra), max(3.0, height * scale + 0.6))
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", origin="upper")
     x = np.asarray(coords.x, float)
@@ -167,6 +174,7 @@ def plot_overlay(image, coords, path, radius, threshold=None):
     score = np.asarray(coords.score, float)
     scored = np.isfinite(score)
     above = np.ones(len(x), dtype=bool) if threshold is None else (~scored | (score >= threshold))
+    n_shown = int(above.sum())
     if len(x):
         if (~above).any():
             dim = PatchCollection([Circle((a, b), radius) for a, b in zip(x[~above], y[~above])],
@@ -174,7 +182,7 @@ def plot_overlay(image, coords, path, radius, threshold=None):
                                   linestyle="--")
             ax.add_collection(dim)
         keep = above
-        if scored[keep].any():
+        if labels is None and scored[keep].any():
             s = score[keep & scored]
             norm = Normalize(vmin=float(s.min()), vmax=float(s.max()) if s.max() > s.min() else float(s.min()) + 1)
             mappable = ScalarMappable(norm=norm, cmap=SCORE_CMAP)
@@ -186,14 +194,32 @@ def plot_overlay(image, coords, path, radius, threshold=None):
             cbar.set_label("score")
         elif keep.any():
             circles = PatchCollection([Circle((a, b), radius) for a, b in zip(x[keep], y[keep])],
-                                      facecolor="none", edgecolor="C1", linewidth=1.2)
+                                      facecolor="none", edgecolor=PICK_COLOUR if labels is not None else "C1",
+                                      linewidth=1.4)
             ax.add_collection(circles)
+    if labels is not None:
+        from matplotlib.lines import Line2D
+        ax.plot(np.asarray(labels.x, float), np.asarray(labels.y, float), linestyle="none", marker="+",
+                markersize=7, markeredgewidth=1.4, color=LABEL_COLOUR)
+        pick_text = "%d picks" % n_shown
+        if threshold is not None:
+            pick_text += ", score >= %.3g" % threshold
+        handles = [Line2D([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="none",
+                          markeredgecolor=PICK_COLOUR, markeredgewidth=1.4, label=pick_text),
+                   Line2D([], [], linestyle="none", marker="+", markersize=9, markeredgewidth=1.4,
+                          color=LABEL_COLOUR, label="%d hand-labelled particles" % len(labels))]
+        if n_shown < len(x):
+            handles.append(Line2D([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="none",
+                                  markeredgecolor=(1.0, 0.55, 0.55, 0.8), label="%d below the threshold"
+                                  % (len(x) - n_shown)))
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=len(handles),
+                  fontsize=8, frameon=False, handletextpad=0.3, columnspacing=1.2)
     ax.set_xlim(-0.5, width - 0.5)
     ax.set_ylim(height - 0.5, -0.5)
-    n_shown = int(above.sum())
-    ax.set_title("%d picks%s" % (n_shown, "" if threshold is None else
-                                 " with score >= %.4g (%d below, dashed)" % (threshold, len(x) - n_shown)),
-                 fontsize=9)
+    if title is None:
+        title = "%d picks%s" % (n_shown, "" if threshold is None else
+                                " with score >= %.4g (%d below, dashed)" % (threshold, len(x) - n_shown))
+    ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()

@@ -20,12 +20,12 @@ from topazpu_core.downsample import downsample
 from topazpu_core.errors import TopazPuError, require_some_readable
 from topazpu_core.images import image_name, read_image, read_pixel_size, write_mrc
 from topazpu_core.normalize import (DEFAULT_BINS, DEFAULT_SAMPLE, gmm_params, apply_params, check_method,
-                                    fit_dataset_gmm, fit_params, sample_pixels)
+                                    fit_dataset_gmm, fit_params, fit_scale, mixture_from_record, sample_pixels)
+from topazpu_core.options import PREPROCESS_JSON
 from topazpu_core.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-PREPROCESS_JSON = "preprocess.json"
 OUTPUT_FORMATS = ("mrc", "tiff")
 MIN_SAMPLE = 1000
 _FORMAT_EXTENSIONS = {"mrc": ".mrc", "tiff": ".tiff"}
@@ -124,7 +124,7 @@ def fit_dataset(paths, scale, seed=0, sample=DEFAULT_SAMPLE, bins=DEFAULT_BINS, 
 
 def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
                       bins=DEFAULT_BINS, progress=True, cache_bytes=2 ** 29, workers=-1, skipped=None,
-                      dataset_fit=None):
+                      dataset_fit=None, reference=None):
     """Read, Fourier-downsample by `scale` and normalise micrographs; yield (array, params).
 
     Arrays are float32 of shape (floor(H / scale), floor(W / scale)). params is the
@@ -136,6 +136,9 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     pass yields. The other methods stream in one pass. `dataset_fit` (a DatasetFit of a larger
     or equal set of files, e.g. saved by an interrupted run) replaces the first pass: only the
     given `paths` are yielded, each normalised exactly as in the run that made the fit.
+    `reference` (a mixture: weights, mu, sigma, e.g. mixture_from_record of an earlier run's
+    preprocess.json) also replaces the first pass, for any files: "gmm" then streams in one pass,
+    fitting only each micrograph's scale under that fixed mixture (fit_scale).
 
     skipped: None (an unreadable micrograph raises TopazPuError), or a list that receives
     (path, reason) for every micrograph that cannot be read; those are logged and left out, and
@@ -145,14 +148,18 @@ def preprocess_images(paths, scale, method="gmm", seed=0, sample=DEFAULT_SAMPLE,
     scale = _check_scale(scale)
     paths = [os.fspath(p) for p in paths]
     load = _loader(scale, workers, skipped)
-    if method != "gmm":
+    if method != "gmm" or reference is not None:
         rng = np.random.default_rng(seed)
         for path in progress_bar(paths, desc="preprocess", unit="image", enabled=progress):
             image = load(path)
             if image is None:
                 continue
-            samples = None if method == "affine" else [sample_pixels(image, sample, rng)]
-            params = fit_params([image], method=method, bins=bins, samples=samples)[0]
+            if method == "gmm":
+                alpha, n_iter, converged = fit_scale(sample_pixels(image, sample, rng), reference, bins=bins)
+                params = gmm_params(method, dict(reference, alpha=[alpha], n_iter=n_iter, converged=converged), 0)
+            else:
+                samples = None if method == "affine" else [sample_pixels(image, sample, rng)]
+                params = fit_params([image], method=method, bins=bins, samples=samples)[0]
             params.update(_describe(path, scale, image))
             yield apply_params(image, params), params
         return
@@ -213,12 +220,31 @@ def _write_image(path, array, pixel_size, fmt):
             tifffile.imwrite(tmp, array)
 
 
+def _read_reference(path, method):
+    """The data-set mixture of an earlier run (its folder or its preprocess.json); a clear error when unusable."""
+    if method != "gmm":
+        raise TopazPuError("--reference %s: a data-set mixture applies to --method gmm only, not %s"
+                           % (path, method))
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    if not os.path.isdir(path) and os.path.basename(path) != PREPROCESS_JSON:
+        raise TopazPuError("%s: a reference is a preprocess output folder or its %s" % (path, PREPROCESS_JSON))
+    record = read_preprocess_record(folder)
+    mixture = mixture_from_record(record) if record else None
+    if mixture is None:
+        raise TopazPuError("%s: holds no gmm data-set mixture (a preprocess.json written by "
+                           "`topazpu preprocess --method gmm` is needed)" % path)
+    return mixture
+
+
 def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
-                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True, skipped=None):
+                            sample=DEFAULT_SAMPLE, fmt="mrc", progress=True, skipped=None, reference=None):
     """Preprocess micrographs into `output`; return the metadata dict written as JSON.
 
     skipped: None (an unreadable micrograph is an error), or a list that receives (path, reason)
-    of each unreadable micrograph, left out (an error if none can be read)."""
+    of each unreadable micrograph, left out (an error if none can be read).
+    reference: path of an earlier run's preprocess.json whose "gmm" data-set mixture is used
+    (preprocess_images' `reference`)."""
+    mixture = _read_reference(reference, method) if reference else None
     if fmt not in OUTPUT_FORMATS:
         raise TopazPuError("unknown output format %r (choose from %s)"
                            % (fmt, ", ".join(OUTPUT_FORMATS)))
@@ -240,7 +266,8 @@ def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
     images = {}
     rows = []
     for array, params in preprocess_images(paths, scale, method=method, seed=seed,
-                                           sample=sample, progress=progress, skipped=skipped):
+                                           sample=sample, progress=progress, skipped=skipped,
+                                           reference=mixture):
         name = params.pop("image_name")
         _write_image(os.path.join(output, name + ext), array, params["pixel_size"], fmt)
         images[name] = params
@@ -253,6 +280,7 @@ def preprocess_to_directory(paths, output, scale=1.0, method="gmm", seed=0,
         "seed": seed,
         "sample": sample,
         "format": fmt,
+        "reference": os.path.abspath(reference) if reference else None,
         "version": __version__,
         "images": images,
     }

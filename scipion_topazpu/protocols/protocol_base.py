@@ -78,16 +78,26 @@ def runEngine(protocol, command, args, threads=None, useDevice=True, cwd=None):
                     numberOfMpi=1)
 
 
-def jobThreads(protocol, parallelSteps):
-    """Torch threads for each engine job.
+def addParallelSection(form, parallelSteps):
+    """Scipion's parallel section, as other plugins have it: every form shows the engine's
+    threads per job under "<package> compute: Threads"; protocols that run their steps in
+    parallel (STEPS_PARALLEL) also show "Scipion threads", the steps (engine jobs) run at once
+    plus one main thread."""
+    if parallelSteps:
+        form.addParallelSection(threads=2, mpi=0, binThreads=2, binThreadsHelp=ENGINE_THREADS_HELP)
+    else:
+        form.addParallelSection(threads=2, mpi=0)
+        form.getParam('numberOfThreads').help.set(ENGINE_THREADS_HELP)
 
-    Serial protocols give their job all `numberOfThreads`. With STEPS_PARALLEL, Scipion runs
-    numberOfThreads - 1 worker threads, each starting one job: the threads are shared out.
-    """
-    n = max(1, int(protocol.numberOfThreads.get() or 1))
-    if not parallelSteps or n == 1:
-        return n
-    return max(1, n // (n - 1))
+
+ENGINE_THREADS_HELP = ('*Threads*:\nCPU threads of each topazpu engine job (torch, OpenMP and MKL '
+                       'threads). With "Scipion threads" above 2, several jobs run at once: keep '
+                       '(Scipion threads - 1) x threads within the cores of the machine.')
+
+
+def jobThreads(protocol):
+    """Torch threads for each engine job: the protocol's binary threads ("compute: Threads")."""
+    return max(1, int(protocol.getBinThreads() or 1))
 
 
 def quote(path):

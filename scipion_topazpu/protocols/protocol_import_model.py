@@ -33,7 +33,7 @@ class TopazPuProtImportModel(ProtImport):
                       help='A model written by `topazpu train` or "topazpu - train" (a .pt file; its '
                            'metadata is inside).')
         form.addParam('pixelSize', params.FloatParam, default=0, validators=[params.GE(0)],
-                      label='Training pixel size (A/px)',
+                      label='Training pixel size (A/px, 0 = unknown)',
                       help='Pixel size of the (downsampled) images the model was trained on, in A/px. '
                            'The picker uses it to check that micrographs have the expected pixel size. '
                            '0: unknown (no check).')

@@ -60,18 +60,18 @@ class TopazPuProtPick(ProtParticlePickingAuto):
                            'p~0.0025). Lower keeps more picks; you can still filter on the score later. '
                            'The wizard proposes one from the model\'s validation curve.')
         form.addParam('particleDiameter', params.FloatParam, default=0, validators=[params.GE(0)],
-                      label='Particle diameter (A)',
+                      label='Particle diameter (A, 0 = from the model)',
                       help='Particle diameter in Angstrom: two picks are at least a radius apart, and the '
                            'box size follows from it. 0: the diameter recorded in the model.')
         form.addParam('boxSize', params.IntParam, default=0, validators=[params.GE(0)],
-                      label='Box size (px)',
+                      label='Box size (px, 0 = auto)',
                       help='Box size of the output coordinates in px of the input micrographs. '
                            '0: %.1f x the particle diameter, rounded up to an even number.' % BOX_FACTOR)
         form.addParam('maxPerMicrograph', params.IntParam, default=0, validators=[params.GE(0)],
-                      expertLevel=params.LEVEL_ADVANCED, label='Max picks per micrograph',
+                      expertLevel=params.LEVEL_ADVANCED, label='Max picks per micrograph (0 = no limit)',
                       help='Keep at most this many (best-scoring) picks per micrograph; 0: no limit.')
         form.addParam('edgeMargin', params.IntParam, default=0, validators=[params.GE(0)],
-                      expertLevel=params.LEVEL_ADVANCED, label='Edge margin (px)',
+                      expertLevel=params.LEVEL_ADVANCED, label='Edge margin (px, 0 = from the model)',
                       help='Drop picks closer than this to the micrograph border, in px of the input '
                            'micrographs; 0: the model\'s margin (half the particle radius: annotators '
                            'skip particles cut by the border).')
@@ -87,7 +87,7 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         base.addGpuParams(form)
         self._defineStreamingParams(form)
         form.getParam('streamingBatchSize').setDefault(8)
-        form.addParallelSection(threads=2, mpi=0)
+        base.addParallelSection(form, parallelSteps=True)
 
     # --------------------------- STEPS functions ----------------------------
     def _createFilenameTemplates(self):
@@ -113,7 +113,7 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         stdoutFile = os.path.abspath(self._getFileName('batchStdout', first=first, last=last))
         skipped = base.runEngineBatch(self, 'pick', '%s -o %s' % (self._getEngineArgs(), base.quote(picksFile)),
                                       [m.getFileName() for m in micList], listFile, stdoutFile, picksFile,
-                                      threads=self.getBinThreads())
+                                      threads=base.jobThreads(self))
         if not os.path.exists(picksFile):
             return  # every micrograph of the batch is unreadable: all reported, none picked
         skipped = {path for path, _ in skipped}
@@ -171,11 +171,6 @@ class TopazPuProtPick(ProtParticlePickingAuto):
         return done
 
     # --------------------------- UTILS functions ----------------------------
-    def getBinThreads(self):
-        """Torch threads of each engine job. pyworkflow's default reads a `binThreads` form
-        parameter (the run log header prints it); here the run's threads are shared out."""
-        return base.jobThreads(self, True)
-
     def getModel(self):
         return self.inputModel.get()
 

@@ -15,6 +15,11 @@ from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expect
                          meanLabelsPerMicrograph, particleRadiusPx)
 from . import protocol_base as base
 
+# Form condition of the preprocessing parameters. Naming inputMicrographs makes the form
+# re-evaluate it when the input changes; needsPreprocessing is a method, which pyworkflow
+# calls when it evaluates the condition.
+RAW_INPUT_CONDITION = 'inputMicrographs is None or needsPreprocessing'
+
 
 class TopazPuTrainOutputs(enum.Enum):
     outputModel = TopazPuModel
@@ -56,12 +61,16 @@ class TopazPuProtTrain(ProtParticles):
                       help='Particle centres on the training micrographs (or on the micrographs they '
                            'were derived from: coordinates are matched by micrograph name and rescaled by '
                            'the ratio of pixel sizes). They need not mark every particle.')
+        # Shown only for micrographs this protocol preprocesses itself: those from "topazpu -
+        # normalize" keep their own factor and normalisation (see needsPreprocessing).
         form.addParam('scale', params.FloatParam, default=4.0, validators=[params.GE(1.0)],
+                      condition=RAW_INPUT_CONDITION,
                       label='Downsampling factor',
                       help='Used only when the training micrographs are not from "topazpu - normalize" '
                            '(those keep their own factor). The micrographs are Fourier-cropped by this '
                            'factor (>= 1); aim at 4-8 A/px.')
         form.addParam('normalization', params.EnumParam, choices=NORMALIZATIONS, default=NORM_GMM,
+                      condition=RAW_INPUT_CONDITION,
                       expertLevel=params.LEVEL_ADVANCED, label='Normalisation',
                       help='Used only when the training micrographs are not from "topazpu - normalize": '
                            'see that protocol.')
@@ -111,7 +120,7 @@ class TopazPuProtTrain(ProtParticles):
                            'the fraction pi of pixels (within the label radius of a particle centre).')
         form.addParam('numParticles', params.IntParam, default=0, validators=[params.GE(0)],
                       condition='priorMode == %d' % PRIOR_PARTICLES,
-                      label='Particles per micrograph',
+                      label='Particles per micrograph (0 = auto)',
                       help='Expected number of particles per micrograph, including those not labelled; '
                            'it must exceed the mean number of labels per labelled micrograph. 0: that mean '
                            'divided by %g (i.e. assuming %d%% of the particles are labelled); the wizard '
@@ -142,7 +151,7 @@ class TopazPuProtTrain(ProtParticles):
                            'micrographs, are positives (3 gives 29 px per particle). Keep it small (1-3): '
                            'it is not the particle radius.')
         form.addParam('particleDiameter', params.FloatParam, default=0, validators=[params.GE(0)],
-                      label='Particle diameter (A)',
+                      label='Particle diameter (A, 0 = auto)',
                       help='Diameter of the particle in Angstrom. It gives the particle radius in px of the '
                            'downsampled micrographs, used to separate picks (non-maximum suppression) and to '
                            'match picks to labels in validation; it is recorded in the model for the '
@@ -152,7 +161,7 @@ class TopazPuProtTrain(ProtParticles):
                       help='Training epochs. "Continue" with a larger value trains more epochs from the '
                            'last checkpoint.')
         form.addParam('epochSize', params.IntParam, default=0, validators=[params.GE(0)],
-                      expertLevel=params.LEVEL_ADVANCED, label='Updates per epoch',
+                      expertLevel=params.LEVEL_ADVANCED, label='Updates per epoch (0 = auto)',
                       help='Minibatch updates per epoch (0: the engine default).')
         form.addParam('autoencoder', params.FloatParam, default=0,
                       expertLevel=params.LEVEL_ADVANCED, label='Autoencoder weight',
@@ -165,7 +174,7 @@ class TopazPuProtTrain(ProtParticles):
                       label='Additional engine arguments',
                       help='Appended to the `topazpu train` command line, e.g. "--units 64".')
         base.addGpuParams(form)
-        form.addParallelSection(threads=2, mpi=0)
+        base.addParallelSection(form, parallelSteps=False)
 
     # --------------------------- INSERT steps functions ---------------------
     def _createFilenameTemplates(self):
@@ -205,7 +214,7 @@ class TopazPuProtTrain(ProtParticles):
             args = '-s %s -o %s --method %s --seed %d @%s' % (
                 self.scale.get(), base.quote(os.path.abspath(self._getFileName('preprocessed'))),
                 self.getNormalizationName(), self.seed.get(), base.quote(os.path.abspath(listFile)))
-            base.runEngine(self, 'preprocess', args, threads=base.jobThreads(self, False), useDevice=False)
+            base.runEngine(self, 'preprocess', args, threads=base.jobThreads(self), useDevice=False)
         self._writeEngineInputs(trainMap, trainCoords, self._getFileName('trainImages'),
                                 self._getFileName('trainTargets'), preprocessed)
         if valMap is not None:
@@ -230,7 +239,7 @@ class TopazPuProtTrain(ProtParticles):
         if self._hasCheckpoints():
             self.info('Checkpoints found in %s: resuming the training.' % self._getFileName('checkpoints'))
             args += ' --resume'
-        base.runEngine(self, 'train', args, threads=base.jobThreads(self, False))
+        base.runEngine(self, 'train', args, threads=base.jobThreads(self))
 
     def createOutputStep(self, *_signature):
         self._createFilenameTemplates()
@@ -245,7 +254,15 @@ class TopazPuProtTrain(ProtParticles):
 
     # --------------------------- UTILS functions ----------------------------
     def isPreprocessed(self):
-        return convert.preprocessInfo(self.inputMicrographs.get()) is not None
+        """True when the training micrographs were written by `topazpu preprocess` (normalize)."""
+        micSet = self.inputMicrographs.get()
+        return micSet is not None and convert.preprocessInfo(micSet) is not None
+
+    def needsPreprocessing(self):
+        """True unless the training micrographs are known to come from "topazpu - normalize"
+        (also while no input is chosen yet, or it is not produced yet): the form shows the
+        downsampling factor and normalisation only then."""
+        return not self.isPreprocessed()
 
     def getScale(self):
         """Downsampling factor between the raw micrographs and the network's input."""

@@ -62,3 +62,31 @@ def launch(testClass, prot, **kwargs):
     except Exception as e:
         testClass.proj._updateProtocol(prot)
         raise AssertionError('%s\n%s' % (e, logTails(prot))) from None
+
+
+def importBundledMicrographs(testClass):
+    """Run pwem's import of the bundled micrographs in the test's project; returns the protocol."""
+    from pwem.protocols import ProtImportMicrographs
+    mics, _ = bundled()
+    prot = testClass.newProtocol(ProtImportMicrographs, filesPath=os.path.dirname(mics[0]), filesPattern='*.mrc',
+                                 samplingRate=SAMPLING_RATE, voltage=300)
+    launch(testClass, prot)
+    return prot
+
+
+def growingMicrographs(test, micrographs, count, interval):
+    """Start pwem's stream generator: `count` micrographs from `micrographs`, one every `interval`
+    s, in an open set; returns the running protocol once its output set exists."""
+    from pwem.protocols import ProtCreateStreamData
+    from pwem.protocols.protocol_create_stream_data import SET_OF_MICROGRAPHS
+    stream = test.newProtocol(ProtCreateStreamData, setof=SET_OF_MICROGRAPHS, nDim=count,
+                              creationInterval=interval, inputMics=micrographs)
+    test.proj.launchProtocol(stream, wait=False)
+    test._waitOutput(stream, 'outputMicrographs', sleepTime=1)
+    return stream
+
+
+def followStream(pointer, stream):
+    """Point an input at the stream protocol's output (so the run re-reads the growing set)."""
+    pointer.set(stream)
+    pointer.setExtended('outputMicrographs')

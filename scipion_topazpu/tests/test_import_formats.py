@@ -3,7 +3,6 @@ import os
 
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
-from pwem.protocols import ProtImportMicrographs
 
 from scipion_topazpu import convert
 from scipion_topazpu.constants import COORD_FORMATS, SCORE_ATTR
@@ -19,9 +18,7 @@ class TestTopazPuImportFormats(BaseTest):
         from topazpu_core.images import image_shape
         setupTestProject(cls)
         mics, _ = common.bundled()
-        cls.protMics = cls.newProtocol(ProtImportMicrographs, filesPath=os.path.dirname(mics[0]),
-                                       filesPattern='*.mrc', samplingRate=common.SAMPLING_RATE, voltage=300)
-        common.launch(cls, cls.protMics)
+        cls.protMics = common.importBundledMicrographs(cls)
         coords = common.readBundledTargets()
         # Scores make the round trip checkable where a format carries them.
         cls.coords = coords.__class__.from_arrays(coords.image_name, coords.x, coords.y,

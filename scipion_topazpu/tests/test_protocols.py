@@ -62,9 +62,9 @@ class TestTopazPuPipeline(BaseTest):
         cls.protCoords = cls.newProtocol(TopazPuProtImportCoordinates, filesPath=cls.coordsFile, boxSize=50,
                                          inputMicrographs=cls.protMics.outputMicrographs)
         common.launch(cls, cls.protCoords)
-        # Two jobs of 2 micrographs, in parallel (numberOfThreads 3 = 2 workers).
-        cls.protNorm = cls.newProtocol(TopazPuProtNormalize, scale=common.SCALE, numberOfThreads=3, batchSize=2,
-                                       inputMicrographs=cls.protMics.outputMicrographs)
+        # Two jobs of 2 micrographs: the first fits the data-set mixture, the second uses it.
+        cls.protNorm = cls.newProtocol(TopazPuProtNormalize, scale=common.SCALE, numberOfThreads=3, binThreads=1,
+                                       batchSize=2, inputMicrographs=cls.protMics.outputMicrographs)
         common.launch(cls, cls.protNorm)
         cls.protTrain = cls.newProtocol(TopazPuProtTrain, particleDiameter=common.PARTICLE_DIAMETER_A,
                                         inputMicrographs=cls.protNorm.outputMicrographs,
@@ -106,6 +106,13 @@ class TestTopazPuPipeline(BaseTest):
         raw = {m.getMicName() for m in self.protMics.outputMicrographs}
         self.assertEqual({m.getMicName() for m in out}, raw)
         self.assertIn(self.protMics.outputMicrographs.getObjId(), self._parentIds(out))
+        self.assertTrue(out.isStreamClosed())
+        # One data-set mixture for all four, fitted on the first job's two micrographs.
+        infos = [json.loads(getattr(mic, NORM_ATTR).get()) for mic in out]
+        self.assertEqual(len({json.dumps([i['weights'], i['mu'], i['sigma']]) for i in infos}), 1)
+        names, _ = self.protNorm.getDatasetFit()
+        self.assertEqual(len(names), 2)
+        self.assertIn('fitted once, on the 2 micrographs of the first job', ' '.join(self.protNorm.summary()))
 
     # ---- train ---------------------------------------------------------------------------
     def test_train(self):
@@ -196,17 +203,10 @@ class TestTopazPuPipeline(BaseTest):
 
     def test_streaming_pick(self):
         """Micrographs arriving in an open set are picked as they come; the output closes at the end."""
-        from pwem.protocols import ProtCreateStreamData
-        from pwem.protocols.protocol_create_stream_data import SET_OF_MICROGRAPHS
-        stream = self.newProtocol(ProtCreateStreamData, setof=SET_OF_MICROGRAPHS, nDim=3, creationInterval=3,
-                                  inputMics=self.protMics.outputMicrographs)
-        self.proj.launchProtocol(stream, wait=False)
-        self._waitOutput(stream, 'outputMicrographs', sleepTime=1)
+        stream = common.growingMicrographs(self, self.protMics.outputMicrographs, count=3, interval=3)
         pick = self.newProtocol(TopazPuProtPick, particleDiameter=common.PARTICLE_DIAMETER_A,
-                                inputMicrographs=stream.outputMicrographs, inputModel=self.protTrain.outputModel,
-                                streamingBatchSize=1, numberOfThreads=1)
-        pick.inputMicrographs.set(stream)
-        pick.inputMicrographs.setExtended('outputMicrographs')
+                                inputModel=self.protTrain.outputModel, streamingBatchSize=1, numberOfThreads=1)
+        common.followStream(pick.inputMicrographs, stream)
         common.launch(self, pick)
         self.proj._updateProtocol(stream)
         self.assertTrue(stream.isFinished())
@@ -480,3 +480,54 @@ class TestTopazPuPipeline(BaseTest):
             for view in views:
                 self.assertIsInstance(view, PngView)
                 self.assertTrue(os.path.exists(view.path))
+
+
+class TestTopazPuNormalizeStreaming(BaseTest):
+    """normalize follows a growing set of micrographs: each job as its micrographs arrive, one
+    data-set mixture (fitted on the first job) for all, the output open until the input closes."""
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.protMics = common.importBundledMicrographs(cls)
+
+    def test_streaming_normalize(self):
+        from topazpu_core.images import read_image
+        stream = common.growingMicrographs(self, self.protMics.outputMicrographs, count=4, interval=4)
+        norm = self.newProtocol(TopazPuProtNormalize, scale=common.SCALE, batchSize=1, numberOfThreads=2,
+                                binThreads=1)
+        common.followStream(norm.inputMicrographs, stream)
+        common.launch(self, norm)
+        self.proj._updateProtocol(stream)
+        self.assertTrue(stream.isFinished())
+        out = norm.outputMicrographs
+        self.assertTrue(out.isStreamClosed())
+        self.assertEqual(out.getSize(), 4)
+        self.assertEqual({m.getMicName() for m in out}, {m.getMicName() for m in stream.outputMicrographs})
+        # the output grew while the input was open, and was closed once at the end
+        log = open(norm.getStdoutLog()).read()
+        self.assertGreaterEqual(log.count('more may come'), 2, log[-3000:])
+        self.assertEqual(log.count('micrographs, closed.'), 1)
+        # one job per micrograph; the first fits the mixture, the later ones reuse it
+        import glob
+        self.assertEqual(len(glob.glob(norm._getExtraPath('batch_*', 'preprocess.json'))), 4)
+        names, mixture = norm.getDatasetFit()
+        self.assertEqual(len(names), 1)
+        for mic in out:
+            info = json.loads(getattr(mic, NORM_ATTR).get())
+            np.testing.assert_allclose(info['mu'], mixture['mu'])
+            np.testing.assert_allclose(info['sigma'], mixture['sigma'])
+            image = read_image(mic.getFileName())
+            self.assertLess(abs(float(np.median(image))), 0.1)
+            self.assertLess(abs(float(image.std()) - 1), 0.1)
+        self.assertEqual(log.count('normalised with the data-set mixture of'), 3)
+        self.assertIn('fitted once, on the 1 micrograph of the first job', ' '.join(norm.summary()))
+        # "continue" on the finished run redoes nothing and appends nothing twice
+        record = norm._getExtraPath('batch_000', 'preprocess.json')
+        stamp = os.path.getmtime(record)
+        norm.runMode.set(MODE_RESUME)
+        common.launch(self, norm)
+        norm = self.proj.getProtocol(norm.getObjId())
+        self.assertEqual(norm.outputMicrographs.getSize(), 4)
+        self.assertTrue(norm.outputMicrographs.isStreamClosed())
+        self.assertEqual(os.path.getmtime(record), stamp)

@@ -57,6 +57,12 @@ def add_args(parser):
         "--seed", type=int, default=0,
         help="seed of the random pixel sample for the mixture fit (default: 0)")
     norm.add_argument(
+        "--reference", metavar="JSON",
+        help="gmm: normalise with the data-set mixture of an earlier run (its preprocess.json) "
+             "instead of fitting one to these micrographs; only each micrograph's scale is "
+             "fitted, so micrographs arriving later are normalised like the first ones "
+             "(default: none, fit the mixture here)")
+    norm.add_argument(
         "--sample", type=int, default=DEFAULT_SAMPLE, metavar="N",
         help="pixels sampled per micrograph for the mixture fit, 0 = all, else >= 1000 "
              "(unlike Topaz's fraction 1/N; default: %d pixels)" % DEFAULT_SAMPLE)
@@ -84,10 +90,12 @@ def main(args):
                                       if not k.startswith("_")})
         logger.info("preprocessing %d micrographs: scale %g, method %s, seed %d",
                     len(paths), args.scale, args.method, args.seed)
+        if args.reference:
+            logger.info("data-set mixture from %s: only each micrograph's scale is fitted", args.reference)
         skipped = []
         meta = preprocess_to_directory(paths, args.output, scale=args.scale,
-                                       method=args.method, seed=args.seed,
-                                       sample=args.sample, fmt=args.format, skipped=skipped)
+                                       method=args.method, seed=args.seed, sample=args.sample,
+                                       fmt=args.format, skipped=skipped, reference=args.reference)
         logger.info("wrote %d micrographs, preprocess.json and preprocess.tsv to %s%s",
                     len(meta["images"]), args.output,
                     "; skipped %d unreadable" % len(skipped) if skipped else "")
