@@ -80,6 +80,20 @@ def randomPicksAp(targets, images, nPicks, radius, micMap, repeats=10, seed=0):
     return float(np.mean(aps))
 
 
+def rankedHeldBackPicks(modelPath, micPaths, outDir, threads):
+    """Every peak of the trained model on the held-back micrographs (`topazpu pick
+    --threshold=-inf`), for the average precision of the ranking: AP is a property of the
+    scores' order, so it is measured over all peaks, as benchmarks/ does, not only over the
+    picks kept by the threshold (which cap recall at the threshold's)."""
+    import subprocess
+    from topazpu_core.coordinates import read_coordinates
+    out = os.path.join(outDir, 'held_back_every_peak.txt')
+    subprocess.run([sys.executable, '-m', 'topazpu_core', 'pick', '--model', modelPath, '--threshold=-inf',
+                    '--threads', str(threads), '--no-progress', '-o', out] + list(micPaths),
+                   check=True, stdout=subprocess.DEVNULL)
+    return read_coordinates(out)
+
+
 def writeHeldBackOverlay(micMap, name, picks, targets, radius, threshold, outDir):
     """PNG of a held-back micrograph: low-pass filtered, the picks as circles of the particle's
     size and the hand labels as crosses, with a legend of the threshold and both counts."""
@@ -137,7 +151,11 @@ def main(argv=None):
     write_coordinates(picks, picksFile, fmt='star')
     curve = writeTrainingPlot(train.outputModel, os.path.join(results, 'training.png'))
     radius = PARTICLE_DIAMETER_A / SAMPLING_RATE / 2
-    result = evaluate(picks, heldTargets, radius=radius, images=held)
+    result = evaluate(picks, heldTargets, radius=radius, images=held)  # the protocol's picks, at its threshold
+    ranked = evaluate(rankedHeldBackPicks(train.outputModel.getPath(),
+                                          [micMap.byImageName[n].getFileName() for n in held], results,
+                                          args.threads),
+                      heldTargets, radius=radius, images=held)
     chance = randomPicksAp(heldTargets, held, result['n_picks'], radius, micMap)
     threshold = pick.getThresholdValue()
     overlays = [writeHeldBackOverlay(micMap, name, picks, heldTargets, radius, threshold, results) for name in held]
@@ -154,8 +172,14 @@ def main(argv=None):
           '%d of the picks match a labelled particle (within %.1f px)'
           % (', '.join(held), result['n_picks'], 'auto' if threshold is None else '%.3g' % threshold,
              result['n_targets'], result['n_true_positives'], radius))
-    print('              average precision %.3f, best F1 %.3f (as many random picks: AP %.3f)'
-          % (result['ap'], result['best_f1'], chance))
+    precision = result['n_true_positives'] / max(result['n_picks'], 1)
+    recall = result['n_true_positives'] / max(result['n_targets'], 1)
+    print('              at the threshold: precision %.3f, recall %.3f, F1 %.3f'
+          % (precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)))
+    print('              average precision %.3f over the ranking of every peak (%d), best F1 %.3f; '
+          'as many random picks as kept: AP %.3f'
+          % (ranked['ap'], ranked['n_picks'], ranked['best_f1'], chance))
+    result['ranked_ap'] = ranked['ap']
     print('total time: %.0f s' % (time.time() - t0))
     return result
 

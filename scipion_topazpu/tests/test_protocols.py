@@ -223,7 +223,7 @@ class TestTopazPuPipeline(BaseTest):
         give the good micrographs exactly what they get without it."""
         import shutil
         from topazpu_core.images import image_name, read_image
-        from topazpu_core.normalize import preprocess_images
+        from topazpu_core.preprocessing import preprocess_images
         mics, _ = common.bundled()
         folder = os.path.abspath(self.proj.getTmpPath('mixed'))
         os.makedirs(folder, exist_ok=True)
