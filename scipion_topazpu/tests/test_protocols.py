@@ -23,12 +23,14 @@ from scipion_topazpu.protocols import (TopazPuProtImportCoordinates, TopazPuProt
 from scipion_topazpu.tests import common
 
 # AP of the picks on the held-back micrograph, matching radius = particle radius (16.5 px).
-# The micrograph is crowded: as many random picks score ~0.18-0.19 there. The tiny test training
-# (2 x 12 updates) measured 0.254 (random picks 0.181); a wrong coordinate frame (e.g. scaled by
-# 2) gives ~0.05. The floor is above chance with a margin; test_pick_frame_matches_engine checks
-# the frame exactly.
-AP_FLOOR = 0.22
-CHANCE_MARGIN = 0.03
+# The picks are those the protocol keeps at the model's default threshold, which picks the
+# expected count (-n 200) per micrograph: 180 picks for 158 targets. The tiny test training
+# (2 x 12 updates) measured AP 0.196 there, as many random picks 0.120 (the random level depends
+# on the count: 0.18 at the ~300 picks of the former max-F1 threshold); a wrong coordinate frame
+# (e.g. scaled by 2) gives ~0.05. Both bounds can fail: the floor, and the margin over the
+# random picks of the same count; test_pick_frame_matches_engine checks the frame exactly.
+AP_FLOOR = 0.16
+CHANCE_MARGIN = 0.05
 
 
 class FakeForm:
