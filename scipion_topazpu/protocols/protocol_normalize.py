@@ -223,11 +223,14 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
             f.write('done\n')
 
     def createOutputStep(self):
-        """Runs once every job is in the (now closed) output set: check nothing is missing."""
+        """Runs once every job is in the (now closed) output set: check that every micrograph is
+        in it except the unreadable ones (named in the summary)."""
         out = getattr(self, TopazPuNormalizeOutputs.outputMicrographs.name, None)
-        expected = sum(len(ids) for ids in self.batches.values())
+        skipped = {base.absPath(path) for path, _ in self._skipped()}
+        expected = sum(1 for ids in self.batches.values() for i in ids
+                       if base.absPath(self.micDict[i].getFileName()) not in skipped)
         if out is None or out.getSize() != expected:
-            raise RuntimeError('topazpu normalize: %d of %d micrographs in the output'
+            raise RuntimeError('topazpu normalize: %d of %d readable micrographs in the output'
                                % (0 if out is None else out.getSize(), expected))
 
     def _createOutputSet(self):
