@@ -12,8 +12,8 @@ needed.
 
 Training: 10 epochs of 100 updates (1000; 6 x 40 gave held-back AP 0.48). Measured: average
 precision 0.708 over the ranking of every peak on the held-back micrograph (random picks 0.12),
-F1 0.64 at the default threshold (192 picks for 158 labels); 553 s in all with the test suite
-running beside it on the same 2 cores.
+F1 0.64 at the default threshold (192 picks for 158 labels); 216 s in all on 2 idle cores
+(the same numbers again on a second run).
 """
 import argparse
 import os
