@@ -1,5 +1,6 @@
 """Shared test data and helpers: the bundled apoferritin micrographs with a held-back micrograph."""
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -90,3 +91,17 @@ def followStream(pointer, stream):
     """Point an input at the stream protocol's output (so the run re-reads the growing set)."""
     pointer.set(stream)
     pointer.setExtended('outputMicrographs')
+
+
+def bundledWithTruncated(folder):
+    """Copy the bundled micrographs into `folder` (created) plus zz_truncated.mrc, the first of
+    them cut in half: a corrupt micrograph among good ones. -> the bundled micrograph paths."""
+    mics, _ = bundled()
+    os.makedirs(folder, exist_ok=True)
+    for m in mics:
+        shutil.copy(m, folder)
+    with open(mics[0], 'rb') as f:
+        raw = f.read()
+    with open(os.path.join(folder, 'zz_truncated.mrc'), 'wb') as f:
+        f.write(raw[:len(raw) // 2])
+    return mics

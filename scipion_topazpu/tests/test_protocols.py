@@ -223,18 +223,10 @@ class TestTopazPuPipeline(BaseTest):
     def test_unreadable_micrograph_skipped_by_normalize_and_pick(self):
         """Normalize and pick leave out a truncated MRC, name it in their summaries and logs, and
         give the good micrographs exactly what they get without it."""
-        import shutil
         from topazpu_core.images import image_name, read_image
         from topazpu_core.preprocessing import preprocess_images
-        mics, _ = common.bundled()
         folder = os.path.abspath(self.proj.getTmpPath('mixed'))
-        os.makedirs(folder, exist_ok=True)
-        for m in mics:
-            shutil.copy(m, folder)
-        with open(mics[0], 'rb') as f:
-            raw = f.read()
-        with open(os.path.join(folder, 'zz_truncated.mrc'), 'wb') as f:
-            f.write(raw[:len(raw) // 2])
+        mics = common.bundledWithTruncated(folder)
         protMics = self.newProtocol(ProtImportMicrographs, filesPath=folder, filesPattern='*.mrc',
                                     samplingRate=common.SAMPLING_RATE, voltage=300, objLabel='import with a corrupt one')
         common.launch(self, protMics)

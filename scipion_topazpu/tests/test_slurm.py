@@ -196,15 +196,8 @@ class TestPickOnSlurm(BaseTest):
         cls.outputPath = cls.proj.path
         os.chdir(cls.outputPath)
 
-        mics, _ = common.bundled()
         micDir = os.path.join(work, 'mics')
-        os.makedirs(micDir)
-        for m in mics:
-            shutil.copy(m, micDir)
-        with open(mics[0], 'rb') as f:
-            raw = f.read()
-        with open(os.path.join(micDir, 'zz_truncated.mrc'), 'wb') as f:
-            f.write(raw[:len(raw) // 2])
+        mics = common.bundledWithTruncated(micDir)
         model = cls._trainModel(work, mics)
 
         cls.protMics = cls.newProtocol(ProtImportMicrographs, filesPath=micDir, filesPattern='*.mrc',
