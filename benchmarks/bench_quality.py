@@ -482,6 +482,25 @@ def print_seed_summary(results):
     return out
 
 
+def add_train_args(p):
+    """The topazpu training options that run_ours reads (also used by bench_downstream.py)."""
+    p.add_argument("--epochs", type=int, help="topazpu train --epochs (default: the CLI's)")
+    p.add_argument("--epoch-size", type=int, help="topazpu train --epoch-size (default: the CLI's)")
+    p.add_argument("--arch", help="topazpu train --arch (default: the CLI's, resnet8)")
+    p.add_argument("--objective", help="topazpu train --objective (default: the CLI's, GE-binomial)")
+    p.add_argument("--num-particles", metavar="NAME=N[,NAME=N]",
+                   help="expected particles per micrograph (-n) per data set (default: splits.py's estimate)")
+    p.add_argument("--train-args", help="more topazpu train arguments, one quoted string")
+
+
+def add_topaz_train_args(p):
+    """The Topaz training options that run_topaz reads (also used by bench_downstream.py)."""
+    p.add_argument("--topaz-epochs", type=int, default=1, help="topaz train --num-epochs (default: 1)")
+    p.add_argument("--topaz-epoch-size", type=int, default=500, help="topaz train --epoch-size (default: 500)")
+    p.add_argument("--topaz-no-pretrained", action="store_true",
+                   help="topaz train --no-pretrained (default: Topaz's default, start from its shipped resnet8)")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -499,22 +518,13 @@ def main():
                    help="work folder (default: %(default)s); its per-data-set tool folders are replaced")
     p.add_argument("--out", help="write the results as JSON here (default: WORK/results.json)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both tools (default: 2)")
-    p.add_argument("--epochs", type=int, help="topazpu train --epochs (default: the CLI's)")
-    p.add_argument("--epoch-size", type=int, help="topazpu train --epoch-size (default: the CLI's)")
-    p.add_argument("--arch", help="topazpu train --arch (default: the CLI's, resnet8)")
-    p.add_argument("--objective", help="topazpu train --objective (default: the CLI's, GE-binomial)")
-    p.add_argument("--num-particles", metavar="NAME=N[,NAME=N]",
-                   help="expected particles per micrograph (-n) per data set (default: splits.py's estimate)")
-    p.add_argument("--train-args", help="more topazpu train arguments, one quoted string")
+    add_train_args(p)
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 2 epochs x 10 updates, Topaz 5 updates, objectives 2 label counts x 1 "
                         "replicate x 2 epochs")
     g = p.add_argument_group("Topaz")
     g.add_argument("--topaz", action="store_true", help="also run Topaz 0.3.20 on the same splits (slow)")
-    g.add_argument("--topaz-epochs", type=int, default=1, help="topaz train --num-epochs (default: 1)")
-    g.add_argument("--topaz-epoch-size", type=int, default=500, help="topaz train --epoch-size (default: 500)")
-    g.add_argument("--topaz-no-pretrained", action="store_true",
-                   help="topaz train --no-pretrained (default: Topaz's default, start from its shipped resnet8)")
+    add_topaz_train_args(g)
     g = p.add_argument_group("objectives")
     g.add_argument("--objectives", action="store_true",
                    help="also compare the four objectives on apoferritin (long)")

@@ -217,8 +217,10 @@ class TopazPuProtNormalize(ProtPreprocessMicrographs):
         if reference:
             self.info('Job %d: %d micrographs normalised with the data-set mixture of %s.'
                       % (batch, len(micIds), reference))
-        elif method == 'gmm' and self.getDatasetFit() is not None:
-            self.info(self._describeFit(*self.getDatasetFit()))
+        elif method == 'gmm':
+            fit = self.getDatasetFit()
+            if fit is not None:
+                self.info(self._describeFit(*fit))
         with open(self._getFileName('batchDone', batch=batch), 'w') as f:  # marks the job finished
             f.write('done\n')
 
