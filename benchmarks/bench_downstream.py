@@ -67,7 +67,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import bench_quality  # noqa: E402
-from bench_quality import ROOT, fresh_dir, run, run_ours, run_topaz, topazpu  # noqa: E402
+from bench_quality import ROOT, fresh_dir, labels_for, run, run_ours, run_topaz, topazpu  # noqa: E402
 from splits import make_split, write_image_list, write_split  # noqa: E402
 from topazpu_core.atomic import atomic_write  # noqa: E402
 from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordinates  # noqa: E402
@@ -426,7 +426,7 @@ def main():
              ", QUICK smoke-test settings" if opts.quick else ""), flush=True)
     t_start = time.time()
 
-    split = make_split("apoferritin", opts.seed, root=opts.data)
+    split = make_split("apoferritin", opts.seed, n_labels=labels_for("apoferritin", opts), root=opts.data)
     d = split.dataset
     opts.particle_radius = d.radius
     files = write_split(split, os.path.join(opts.work, "split"))

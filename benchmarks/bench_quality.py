@@ -117,6 +117,65 @@ def expected_n(split, opts):
     return split.expected_per_micrograph
 
 
+def labels_for(name, opts):
+    """Training labels for data set `name`: --labels NAME=N (or NAME=all) when given, else the protocol's."""
+    for item in parse_list(opts.labels or ""):
+        key, _, value = item.partition("=")
+        if key.strip() == name:
+            return None if value.strip() == "all" else int(value)
+    return "default"
+
+
+def start_model_for(name, opts):
+    """--start-model: None, a model file, or 'lopo' -> the leave-one-protein-out model of `name`."""
+    if not opts.start_model:
+        return None
+    if opts.start_model != "lopo":
+        return opts.start_model
+    return lopo_start_model(name, opts)
+
+
+def lopo_start_model(name, opts):
+    """A starting model trained on every labelled micrograph of the OTHER data sets (leave one protein out),
+    through the command line, cached in WORK/start_models/without-NAME/model.pt.
+
+    Each other data set is preprocessed at its own scale (its particles then measure 13-17 px across,
+    as this one's do); all their labels train one model with -n = the expected particles over all those
+    micrographs per micrograph, --label-radius and --arch as the main runs, the CLI's default validation
+    (held-out labels), seed 0. None of `name`'s micrographs is seen.
+    """
+    work = os.path.join(opts.work, "start_models", "without-" + name)
+    model = os.path.join(work, "model.pt")
+    if os.path.exists(model):
+        return model
+    others = [n for n in DATASETS if n != name]
+    logs = os.path.join(work, "logs")
+    images, coords, expected, radii = [], [], 0.0, []
+    for other in others:
+        d = DATASETS[other]
+        raw = d.micrographs(opts.data)
+        pre = os.path.join(opts.work, "start_models", "pre-" + other)
+        if not os.path.exists(os.path.join(pre, "preprocess.json")):
+            run(topazpu("preprocess", "-s", d.scale, "-o", pre, *raw), os.path.join(logs, "preprocess-%s.log" % other))
+        images += [os.path.join(pre, image_name(p) + ".mrc") for p in raw]
+        coords.append(d.particles(opts.data).scaled(1.0 / d.scale))
+        expected += d.expected_per_micrograph(opts.data) * len(raw)
+        radii.append(d.radius_pre)
+    image_list = write_image_list(images, os.path.join(work, "images.txt"))
+    targets = os.path.join(work, "targets.pre.txt")
+    write_coordinates(Coordinates.concat(coords), targets, fmt="coord")
+    cmd = topazpu("train", "--train-images", image_list, "--train-targets", targets,
+                  "-n", "%.2f" % (expected / len(images)), "--particle-radius", "%.2f" % np.mean(radii),
+                  "--seed", 0, "--threads", opts.threads, "--no-progress", "-o", model)
+    if opts.arch:
+        cmd += ["--arch", opts.arch]
+    print("start model without %s: training on %s (%d micrographs) -> %s" % (name, ", ".join(others), len(images),
+                                                                           model), flush=True)
+    seconds = run(cmd, os.path.join(logs, "train.log"))
+    print("start model without %s: %.0f s" % (name, seconds), flush=True)
+    return model
+
+
 def fresh_dir(path):
     if os.path.isdir(path):
         shutil.rmtree(path)
@@ -186,6 +245,10 @@ def run_ours(split, files, work, opts, protocol="dense"):
                         ("--objective", opts.objective)):
         if value is not None:
             cmd += [flag, str(value)]
+    start = start_model_for(d.name, opts)
+    if start:
+        cmd += ["--start-model", start]
+        res["start_model"] = start
     cmd += shlex.split(opts.train_args or "")
     res["train_seconds"] = run(cmd, os.path.join(logs, "train.log"))
     with open(os.path.splitext(model)[0] + ".json") as f:
@@ -491,6 +554,12 @@ def add_train_args(p):
     p.add_argument("--num-particles", metavar="NAME=N[,NAME=N]",
                    help="expected particles per micrograph (-n) per data set (default: splits.py's estimate)")
     p.add_argument("--train-args", help="more topazpu train arguments, one quoted string")
+    p.add_argument("--labels", metavar="NAME=N[,NAME=N]",
+                   help="training labels per data set (a number or 'all'; default: the protocol's: apoferritin 200, "
+                        "bgal 500, ribosome all)")
+    p.add_argument("--start-model", metavar="MODEL.pt|lopo",
+                   help="topazpu train --start-model; 'lopo' = per data set, a model trained on the other data sets "
+                        "(leave one protein out), built once in WORK/start_models/")
 
 
 def add_topaz_train_args(p):
@@ -570,7 +639,7 @@ def main():
             p.error("unknown protocol %r (dense, sparse)" % protocol)
     for seed in seeds:
         for name in names:
-            split = make_split(name, seed, root=opts.data)
+            split = make_split(name, seed, n_labels=labels_for(name, opts), root=opts.data)
             work = os.path.join(opts.work, name if len(seeds) == 1 else os.path.join("seed%d" % seed, name))
             files = write_split(split, os.path.join(work, "split"))
             s = split.summary()

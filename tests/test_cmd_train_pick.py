@@ -140,6 +140,30 @@ def test_seeded_training_is_reproducible_and_resume_is_exact(trained, tmp_path):
         assert torch.equal(v, c.state_dict()[k]), k
 
 
+def test_start_model_starts_the_features_not_the_head(trained, tmp_path, capsys):
+    """--start-model: training starts from the trained model's feature layers (its first update
+    moves them only a step away), the head from the prior; another architecture is refused."""
+    d, _, _ = trained
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
+    args[args.index("--epochs") + 1] = "1"
+    args[args.index("--epoch-size") + 1] = "1"
+    start, start_meta = load_model(str(d / "model.pt"))
+    run(*args, "--start-model", d / "model.pt", "-o", tmp_path / "warm.pt")
+    run(*args, "-o", tmp_path / "cold.pt")
+    warm, meta = load_model(str(tmp_path / "warm.pt"))
+    cold, _ = load_model(str(tmp_path / "cold.pt"))
+    key = next(k for k in start.features.state_dict() if k.endswith("weight"))
+    w, s0, c = (m.features.state_dict()[key] for m in (warm, start, cold))
+    # one Adam step moves each weight by at most about the learning rate (warm-up: lr / 2 here)
+    assert (w - s0).abs().max() < 2e-3 < (c - s0).abs().max()
+    assert meta["start_model"]["path"] == os.path.abspath(str(d / "model.pt"))
+    assert meta["start_model"]["n_train_labels"] == start_meta["n_train_labels"]
+    with pytest.raises(SystemExit):
+        cli.main([str(a) for a in args] + ["--start-model", str(d / "model.pt"), "--arch", "conv31",
+                                           "-o", str(tmp_path / "x.pt")])
+    assert "model.pt: --start-model is a resnet8" in capsys.readouterr().err
+
+
 def test_training_errors_are_clear(trained, tmp_path, capsys):
     d, _, _ = trained
     bad = tmp_path / "bad.txt"

@@ -79,6 +79,7 @@ class TrainConfig:
     threads: Optional[int] = None
     scale: float = 1.0  # preprocessing downsampling of the training images (recorded)
     normalization: str = "gmm"
+    start_model: Optional[str] = None  # a trained model whose feature layers start this training
 
 
 def learning_rate_at(step, total_steps, peak):
@@ -212,6 +213,26 @@ def thinned_curve(curve, keep_index=None, points=400):
     return {k: [float(curve[k][i]) for i in keep] for k in ("threshold", "precision", "recall")}
 
 
+def start_features(model, path):
+    """Copy the feature layers of the trained model at `path` into `model` (same architecture and
+    units); the head is not copied (training starts it at the prior). -> a summary of what that
+    model was trained on, for the new model's metadata.
+
+    A starting model trained on other proteins gives the features a head start that a few dozen
+    labels cannot (benchmarks/bench_quality.py --start-model lopo measures it leave-one-protein-out).
+    """
+    from topazpu_core.checkpoint import load_model
+
+    start, meta = load_model(path)
+    if (meta.get("architecture"), int(meta.get("units", 32))) != (model.architecture, model.units):
+        raise TopazPuError("%s: --start-model is a %s with %s units; this training builds a %s with %d units "
+                           "(set --arch/--units to match it)" % (path, meta.get("architecture"), meta.get("units"),
+                                                                 model.architecture, model.units))
+    model.features.load_state_dict(start.features.state_dict())
+    return {"path": os.path.abspath(path), "n_train_labels": meta.get("n_train_labels"),
+            "n_train_micrographs": meta.get("n_train_micrographs"), "epoch": meta.get("best_epoch", meta.get("epoch"))}
+
+
 class Trainer:
     """Holds the model, optimiser and data for one training run."""
 
@@ -224,6 +245,7 @@ class Trainer:
             raise TopazPuError("no labelled particle on any training micrograph")
         torch.manual_seed(config.seed)
         self.model = Classifier(config.architecture, units=config.units)
+        self.start_model = start_features(self.model, config.start_model) if config.start_model else None
         rf = self.model.receptive_field
         if config.label_radius * 2 + 1 > rf:
             raise TopazPuError("label radius %g px is larger than the receptive field of %s (%d px)"
@@ -410,7 +432,8 @@ def model_metadata(trainer, epoch, result):
     meta.update(edge_margin=edge_margin_of(config), architecture=config.architecture,
                 receptive_field=trainer.model.receptive_field, stride=trainer.model.stride, pi=trainer.pi,
                 pi_unlabelled=trainer.pi_u, labelled_fraction=trainer.labelled_fraction,
-                autoencoder_weight=trainer.ae_weight, n_train_micrographs=len(trainer.train),
+                autoencoder_weight=trainer.ae_weight, start_model=trainer.start_model,
+                n_train_micrographs=len(trainer.train),
                 n_train_labels=trainer.n_labels, n_val_micrographs=len(trainer.val), validation=trainer.validation,
                 epoch=epoch + 1, torch_version=torch.__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     if result is None:

@@ -58,6 +58,9 @@ def add_args(p):
     g.add_argument("--arch", default="resnet8", choices=ARCHITECTURES,
                    help="architecture (default: resnet8, receptive field 71 px)")
     g.add_argument("--units", type=int, default=32, help="width of the first layer (default: 32)")
+    g.add_argument("--start-model", metavar="MODEL.pt",
+                   help="start the feature layers from this trained model (same --arch and --units; e.g. one "
+                        "trained on other proteins), the output layer from the prior (default: random start)")
     g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
     g.add_argument("--epochs", type=int, default=20, help="maximum epochs (default: 20)")
     g.add_argument("--epoch-size", type=int, default=100, help="minibatch updates per epoch (default: 100)")
@@ -134,7 +137,7 @@ def main(args):
         tile_size=args.tile_size, tiles_per_batch=args.tiles_per_batch, epochs=args.epochs,
         epoch_size=args.epoch_size, patience=args.patience, seed=args.seed, threads=args.threads or None,
         scale=args.scale if args.scale is not None else info.get("scale", 1.0),
-        normalization=info.get("normalization", "gmm"))
+        normalization=info.get("normalization", "gmm"), start_model=args.start_model)
     meta = fit(config, train, val, args.output, resume=args.resume, progress=not args.no_progress, device=device,
                validation=validation)
     print("model: %s  best epoch %d  validation AP %s%s  threshold %.3f" % (
