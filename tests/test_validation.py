@@ -49,3 +49,25 @@ def test_epoch_choice_allows_for_the_noise_of_few_validation_labels():
     # 661 dense targets: noise 0.019
     assert keeps_epoch(0.66, 661, 0.67) and not keeps_epoch(0.64, 661, 0.67)
     assert keeps_epoch(0.3, 10, -1.0) and not keeps_epoch(float("nan"), 10, -1.0) and not keeps_epoch(0.5, 0, 0.4)
+
+
+def test_count_threshold_leaves_out_the_labels_trained_on(monkeypatch):
+    """The default threshold picks the expected particles; picks at labels trained on and those
+    particles are not counted (the network has seen them and scores them high)."""
+    from topazpu_core import training
+    from topazpu_core.coordinates import Coordinates
+
+    # micrograph "a": picks at the 4 trained-on labels scored 9, 9, 2.5, 1.5; elsewhere 5, 4, 3, 2, 1
+    known = np.array([[10.0, 10.0], [30.0, 10.0], [10.0, 30.0], [30.0, 30.0]])
+    others = np.array([[50.0, 50.0], [70.0, 50.0], [50.0, 70.0], [70.0, 70.0], [90.0, 90.0]])
+    xy = np.r_[known, others]
+    picks = Coordinates.from_arrays(np.full(len(xy), "a", dtype=object), xy[:, 0], xy[:, 1],
+                                    score=np.r_[[9.0, 9.0, 2.5, 1.5], [5.0, 4.0, 3.0, 2.0, 1.0]])
+    monkeypatch.setattr(training, "validation_picks", lambda *a, **k: (picks, 4))
+    seen = Micrograph("a", np.zeros((100, 100), np.float32), np.zeros(0), np.zeros(0), known=known)
+    # 7 particles expected, 4 of them trained on: the threshold keeps the 3 best of the others
+    result = training.validate(None, [seen], 3.0, expected=[7.0])
+    assert result["threshold_count"] == 3.0 and "ap" not in result  # no targets: only the threshold
+    # the same picks without known labels: the 7 best of all picks
+    unseen = Micrograph("a", seen.image, np.zeros(0), np.zeros(0))
+    assert training.validate(None, [unseen], 3.0, expected=[7.0])["threshold_count"] == 2.0

@@ -17,7 +17,10 @@ estimates the true recall and precision is estimated from it and the expected co
 (metrics.py), so the validation AP is an estimate of the AP on densely labelled micrographs
 (exact when the labels are complete). The suggested threshold needs no labels at all: the
 score above which the model picks the expected number of particles on the validation
-micrographs (`threshold_for_count`), or on the training micrographs without validation.
+micrographs (`threshold_for_count`), or on the training micrographs without validation. Picks
+at labels trained on, and those particles, are left out of that count: the network scores the
+particles it was trained on higher than unseen ones, and counting them would set the threshold
+too high for new micrographs.
 """
 import dataclasses
 import json
@@ -157,16 +160,16 @@ def validate(model, micrographs, particle_radius, edge_margin=0, expected=None):
 
     expected: the expected number of particles on each micrograph (None: the targets are all
     of them). With it the result's AP, F1 and curve are the estimates from sparse labels
-    (metrics.py), and "threshold_count" is the score above which the picks number sum(expected).
-    Picks matching a micrograph's `known` labels (trained on) are left out, and so are those
-    particles from the expected count.
+    (metrics.py), and "threshold_count" is the score above which the picks number the expected
+    particles. Picks matching a micrograph's `known` labels (trained on) are left out of both,
+    and so are those particles from the expected count: a network scores the particles it was
+    trained on higher than unseen ones, so counting them would set the threshold too high for
+    new micrographs. Without targets only "threshold_count" is returned.
     """
     from topazpu_core.metrics import evaluate, match_picks, threshold_for_count
 
     picks, orientations = validation_picks(model, micrographs, particle_radius, edge_margin)
     result = {"orientations": orientations}
-    if expected is not None:
-        result["threshold_count"] = threshold_for_count(picks.score, sum(expected))
     groups, parts, n_known = picks.by_image(), [], 0
     for m in micrographs:
         pk = groups.get(m.name)
@@ -177,6 +180,8 @@ def validate(model, micrographs, particle_radius, edge_margin=0, expected=None):
         if pk is not None and len(pk):
             parts.append(pk)
     kept = Coordinates.concat(parts) if parts else Coordinates.empty()
+    if expected is not None:
+        result["threshold_count"] = threshold_for_count(kept.score, max(1.0, sum(expected) - n_known))
     targets = Coordinates.concat([Coordinates.from_arrays(np.full(len(m.x), m.name, dtype=object), m.x, m.y)
                                   for m in micrographs])
     if not len(targets):
@@ -452,25 +457,26 @@ def model_metadata(trainer, epoch, result):
                               "assumed right)" % (result["n_targets"], result["n_positives"])) if sparse
                 else "exact (%d targets)" % result["n_targets"],
                 val_orientations=result["orientations"], threshold=result["threshold_count"],
-                threshold_rule="picks the expected %.1f particles per micrograph on the %d validation micrographs"
-                % (sum(trainer.expected_counts(trainer.val)) / max(1, len(trainer.val)), len(trainer.val)),
+                threshold_rule="picks the expected %.1f particles per micrograph on the %d validation micrographs "
+                "(not counting the labels trained on)" % (sum(trainer.expected_counts(trainer.val)) / max(1, len(trainer.val)), len(trainer.val)),
                 val_curve=thinned_curve(curve, best))
     return meta
 
 
 def finish(trainer, model_path):
-    from topazpu_core.metrics import threshold_for_count
-
     trainer.model.load_state_dict(trainer.best_state)
     trainer.model.eval()
     best = trainer.best_metadata or model_metadata(trainer, trainer.best["epoch"], None)  # (older checkpoints)
     meta = dict(best, epochs_trained=len(trainer.history), best_epoch=trainer.best["epoch"] + 1)
-    if meta["threshold"] is None:  # no validation: count on the training micrographs
+    if meta["threshold"] is None:  # no validation: count on the training micrographs, away from their labels
         config = trainer.config
-        picks, _ = validation_picks(trainer.model, trainer.train, config.particle_radius, edge_margin_of(config))
-        meta.update(threshold=threshold_for_count(picks.score, sum(trainer.expected_counts(trainer.train))),
+        seen = [Micrograph(m.name, m.image, np.zeros(0), np.zeros(0), known=np.stack([m.x, m.y], axis=1))
+                for m in trainer.train]
+        result = validate(trainer.model, seen, config.particle_radius, edge_margin_of(config),
+                          expected=trainer.expected_counts(trainer.train))
+        meta.update(threshold=result["threshold_count"],
                     threshold_rule="picks the expected %.1f particles per micrograph on the %d training micrographs "
-                    "(no validation)" % (sum(trainer.expected_counts(trainer.train)) / len(trainer.train),
+                    "(no validation; not counting the labels trained on)" % (sum(trainer.expected_counts(trainer.train)) / len(trainer.train),
                                          len(trainer.train)))
     save_model(model_path, trainer.model, meta)
     logger.info("wrote %s (best epoch %d, validation AP %s, threshold %.2f: %s)", model_path, meta["best_epoch"],
