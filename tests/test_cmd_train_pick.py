@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
     (d / "train_list.txt").write_text("\n".join(str(d / "pre" / (image_name(m) + ".mrc"))
                                                 for i, m in enumerate(mics) if i != HELD_OUT) + "\n")
     run("train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt",
-        *TRAIN_ARGS, "-o", d / "model.pt")
+        *TRAIN_ARGS, "--val-labels", "0.2", "-o", d / "model.pt")
     return d, held, coords
 
 
@@ -53,7 +53,7 @@ def test_training_outputs(trained):
     d, _, _ = trained
     meta = json.load(open(d / "model.json"))
     assert meta["scale"] == SCALE and meta["architecture"] == "resnet8"
-    # default validation: 20% of the labels held out, their 3 micrographs stay in training
+    # --val-labels 0.2: 20% of the labels held out, their 3 micrographs stay in training
     assert meta["validation"] == "held-out labels (0.2)" and meta["n_val_micrographs"] == 3
     n_labels = meta["n_train_labels"] + meta["val_n_targets"]
     assert n_labels > 400 and meta["val_n_targets"] == round(0.2 * n_labels)
@@ -157,6 +157,9 @@ def test_start_model_starts_the_features_not_the_head(trained, tmp_path, capsys)
     # one Adam step moves each weight by at most about the learning rate (warm-up: lr / 2 here)
     assert (w - s0).abs().max() < 2e-3 < (c - s0).abs().max()
     assert meta["start_model"]["path"] == os.path.abspath(str(d / "model.pt"))
+    # the default: no validation, every label trains, the threshold counts on the training micrographs
+    assert meta["validation"] == "none" and meta["val_ap"] is None and meta["n_val_micrographs"] == 0
+    assert "on the 3 training micrographs (no validation; not counting the labels trained on)" in meta["threshold_rule"]
     assert meta["start_model"]["n_train_labels"] == start_meta["n_train_labels"]
     with pytest.raises(SystemExit):
         cli.main([str(a) for a in args] + ["--start-model", str(d / "model.pt"), "--arch", "conv31",

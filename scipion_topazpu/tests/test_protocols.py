@@ -6,6 +6,7 @@ One pipeline per module (setUpClass); the other tests reuse its outputs.
 """
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pyworkflow.protocol.params as pwparams
@@ -15,7 +16,7 @@ from pwem.objects import SetOfCoordinates, SetOfMicrographs
 from pwem.protocols import ProtImportMicrographs
 
 from scipion_topazpu import convert
-from scipion_topazpu.constants import NORM_ATTR
+from scipion_topazpu.constants import NORM_ATTR, VAL_LABELS
 from scipion_topazpu.estimates import boxSizeFromDiameter
 from scipion_topazpu.objects import TopazPuModel
 from scipion_topazpu.protocols import (TopazPuProtImportCoordinates, TopazPuProtImportModel,
@@ -71,7 +72,7 @@ class TestTopazPuPipeline(BaseTest):
         cls.protTrain = cls.newProtocol(TopazPuProtTrain, particleDiameter=common.PARTICLE_DIAMETER_A,
                                         inputMicrographs=cls.protNorm.outputMicrographs,
                                         inputCoordinates=cls.protCoords.outputCoordinates,
-                                        numberOfThreads=2, **common.TRAIN_PARAMS)
+                                        numberOfThreads=2, validationMode=VAL_LABELS, **common.TRAIN_PARAMS)
         common.launch(cls, cls.protTrain)
         cls.protPick = cls.newProtocol(TopazPuProtPick, particleDiameter=common.PARTICLE_DIAMETER_A,
                                        inputMicrographs=cls.protMics.outputMicrographs,
@@ -131,7 +132,7 @@ class TestTopazPuPipeline(BaseTest):
         self.assertIsNotNone(model.getValAp())
         self.assertIsNotNone(model.getThreshold())
         meta = model.getMetadata()
-        # default validation: a fifth of the labels held out, all 3 labelled micrographs train and validate
+        # a fifth of the labels held out (the form's default fraction), all 3 labelled micrographs train and validate
         self.assertEqual((meta['n_train_micrographs'], meta['n_val_micrographs']), (3, 3))
         self.assertEqual(meta['validation'], 'held-out labels (0.2)')
         parents = self._parentIds(model)
@@ -273,8 +274,18 @@ class TestTopazPuPipeline(BaseTest):
                                 inputMicrographs=self.protMics.outputMicrographs,
                                 inputCoordinates=self.protCoords.outputCoordinates,
                                 **dict(common.TRAIN_PARAMS, epochs=1))
+        self.assertIn('--val-fraction 0 --val-labels 0', prot._getTrainArgs())  # the default: no validation
         common.launch(self, prot)
         self.assertAlmostEqual(prot.outputModel.getScale(), common.SCALE)
+        self.assertIsNone(prot.outputModel.getValAp())
+        self.assertEqual(prot.outputModel.getMetadata()['validation'], 'none')
+        # the threshold wizard then gives the model's default threshold (no curve to take a best F1 from)
+        from scipion_topazpu.wizards import TopazPuThresholdWizard
+        model = prot.outputModel
+        form = FakeForm(SimpleNamespace(inputModel=SimpleNamespace(get=lambda: model)))
+        TopazPuThresholdWizard().show(form)
+        self.assertAlmostEqual(form.values['threshold'], model.getThreshold(), places=3)
+        self.assertIn('trained without validation', form.warnings[0])
         self.assertAlmostEqual(prot.outputModel.getPixelSize(), common.SAMPLING_RATE * common.SCALE)
         preprocessed = sorted(os.listdir(prot._getExtraPath('preprocessed')))
         self.assertEqual(len([f for f in preprocessed if f.endswith('.mrc')]), 3)   # the labelled micrographs

@@ -14,7 +14,8 @@ def modelThreshold(model, criterion='f1', target=None):
 
 
 class TopazPuThresholdWizard(EmWizard):
-    """Threshold at the maximum F1 of the model's validation curve."""
+    """Threshold at the maximum F1 of the model's validation curve; without one, the model's default
+    threshold (the expected particles per micrograph)."""
     _targets = [(TopazPuProtPick, ['threshold'])]
 
     def show(self, form, *params):
@@ -23,7 +24,12 @@ class TopazPuThresholdWizard(EmWizard):
             form.showWarning('Select a model first.')
             return
         chosen = modelThreshold(model)
-        if chosen is None:
-            form.showWarning('The model has no validation curve (it was trained without validation).')
-            return
-        form.setVar('threshold', round(chosen[0], 3))
+        if chosen is not None:
+            form.setVar('threshold', round(chosen[0], 3))
+        elif model.getThreshold() is not None:
+            form.setVar('threshold', round(model.getThreshold(), 3))
+            form.showInfo('The model was trained without validation, so it has no precision-recall curve: '
+                          'this is its default threshold, at which it picks the expected particles per '
+                          'micrograph.')
+        else:
+            form.showWarning('The model has neither a validation curve nor a default threshold.')
