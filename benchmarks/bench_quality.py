@@ -25,9 +25,10 @@ metrics; the table shows both side by side. Slow (~5 min of training per data se
 Protocols (--protocols, default both): "dense" validates training on the held-out micrographs
 with ALL their particles (--test-images/--test-targets: best epoch and threshold are chosen on
 the micrographs scored, an optimistic setting); "sparse" is what users have: training gets only
-its sparse labels and validates with the CLI's default (a held-out fraction of those labels,
-estimated AP, threshold from -n), and is scored on the same densely labelled micrographs, which
-it never saw. --seeds 0,1,2 repeats everything per seed (split, labels, initialisation) and
+its sparse labels with the CLI's defaults (no validation: every label trains, the last epoch
+is kept, the threshold comes from -n; `--train-args "--val-labels 0.2"` validates on a held-out
+fifth of the labels instead), and is scored on the same densely labelled micrographs, which it
+never saw. --seeds 0,1,2 repeats everything per seed (split, labels, initialisation) and
 prints mean +- sd per data set and protocol. Reported besides AP and F1: count_ratio = picks at
 the auto threshold / particles present, and F1 at the model's estimated best-F1 threshold.
 --no-timing skips the extract and thresholded pick runs (the auto picks are the every-peak picks
@@ -141,8 +142,8 @@ def lopo_start_model(name, opts):
 
     Each other data set is preprocessed at its own scale (its particles then measure 13-17 px across,
     as this one's do); all their labels train one model with -n = the expected particles over all those
-    micrographs per micrograph, --label-radius and --arch as the main runs, the CLI's default validation
-    (held-out labels), seed 0. None of `name`'s micrographs is seen.
+    micrographs per micrograph, --arch as the main runs, the CLI's defaults otherwise, seed 0. None of
+    `name`'s micrographs is seen.
     """
     work = os.path.join(opts.work, "start_models", "without-" + name)
     model = os.path.join(work, "model.pt")

@@ -1,6 +1,7 @@
 """Per epoch of a bench_quality run: the AP training estimated from its sparse validation labels
 next to the true AP on the densely labelled held-out micrographs (every epoch checkpoint is a
-model). Shows how well the estimate tracks the truth and what each epoch choice would score.
+model). Shows how well the estimate tracks the truth and what each epoch choice would score; for
+a run without validation (the default), the true AP per epoch only.
 
     python benchmarks/epoch_ap.py WORK/apoferritin/topazpu_sparse WORK/apoferritin/split
 
@@ -38,7 +39,8 @@ def main():
         options = PickOptions(radius=meta["particle_radius"], edge_margin=meta["edge_margin"])
         result = evaluate(pick_images(model, images, options), targets, meta["particle_radius"],
                           images=targets.image_names())
-        print("%5d  %12.3f  %7.3f" % (meta["epoch"], float(history[meta["epoch"] - 1]["val_ap"]), result["ap"]),
+        estimate = history[meta["epoch"] - 1].get("val_ap")  # none without validation (the default)
+        print("%5d  %12s  %7.3f" % (meta["epoch"], "%.3f" % float(estimate) if estimate else "-", result["ap"]),
               flush=True)
 
 

@@ -123,16 +123,24 @@ def test_every_epoch_checkpoint_is_a_model(trained, tmp_path):
 def test_seeded_training_is_reproducible_and_resume_is_exact(trained, tmp_path):
     d, _, _ = trained
     args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
-    args[args.index("--epochs") + 1] = "2"
+    args[args.index("--epochs") + 1] = "4"
     args[args.index("--epoch-size") + 1] = "10"
     run(*args, "-o", tmp_path / "a.pt")
     run(*args, "-o", tmp_path / "b.pt")
-    a, _ = load_model(str(tmp_path / "a.pt"))
+    a, meta = load_model(str(tmp_path / "a.pt"))
     b, _ = load_model(str(tmp_path / "b.pt"))
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+    # no validation (the default): the model is the mean of the weights of epochs 3 and 4
+    assert meta["averaged_epochs"] == [3, 4]
+    e3, e4 = (load_model(os.path.join(checkpoint_dir(str(tmp_path / "a.pt")), "epoch%03d.pt" % e))[0].state_dict()
+              for e in (2, 3))
+    assert not torch.equal(e3["head.weight"], e4["head.weight"])  # the two epochs differ
+    for k, v in a.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (e3[k] + e4[k]) / 2, atol=1e-6), k
     # interrupt: drop the last epoch's checkpoint and the final model, then resume
-    os.remove(os.path.join(checkpoint_dir(str(tmp_path / "b.pt")), "epoch001.pt"))
+    os.remove(os.path.join(checkpoint_dir(str(tmp_path / "b.pt")), "epoch003.pt"))
     os.remove(tmp_path / "b.pt")
     run(*args, "-o", tmp_path / "b.pt", "--resume")
     c, _ = load_model(str(tmp_path / "b.pt"))

@@ -1,7 +1,7 @@
 """Train a PU particle classifier on preprocessed micrographs and a few hundred labelled particles.
 
 Images are the output of `topazpu preprocess` and coordinates are in their frame. By default
-every label trains and the last epoch is kept: with a few hundred sparse labels, held-out labels
+every label trains and the model is the mean of the weights of the second half of the epochs: with a few hundred sparse labels, held-out labels
 estimate the AP too noisily to choose an epoch (+-0.07 with 40 of them) and cost the training
 those labels (measured on apoferritin, 200 labels: AP 0.674 with all labels, 0.635 with 20 %
 held out; benchmarks/README.md). Validation, when asked for: --test-images/--test-targets, or
@@ -43,7 +43,7 @@ def add_args(p):
     g.add_argument("--val-labels", type=float, default=0,
                    help="fraction of the labels held out for validation when no test set, -k or --val-fraction "
                         "is given; their micrographs stay in training (default: 0 = every label trains, no "
-                        "validation, the last epoch is kept)")
+                        "validation, the model is the mean weights of the second half of the epochs)")
     g = p.add_argument_group("labels and prior")
     g.add_argument("-n", "--num-particles", type=float, help="expected particles per micrograph (sets pi)")
     g.add_argument("--pi", type=float, help="positive fraction of pixels (instead of -n)")
@@ -144,6 +144,8 @@ def main(args):
         normalization=info.get("normalization", "gmm"), start_model=args.start_model)
     meta = fit(config, train, val, args.output, resume=args.resume, progress=not args.no_progress, device=device,
                validation=validation)
-    print("model: %s  best epoch %d  validation AP %s%s  threshold %.3f" % (
-        args.output, meta["best_epoch"], "%.4f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a",
+    kept = ("mean weights of epochs %d-%d" % tuple(meta["averaged_epochs"]) if meta.get("averaged_epochs")
+            else "best epoch %d" % meta["best_epoch"])
+    print("model: %s  %s  validation AP %s%s  threshold %.3f" % (
+        args.output, kept, "%.4f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a",
         " (%s)" % meta["val_estimate"] if meta.get("val_estimate") else "", meta["threshold"]))
