@@ -243,8 +243,9 @@ def test_paths_with_spaces_and_non_ascii_names_work_end_to_end(data, tmp_path):
            "--particle-radius", RADIUS / SCALE, "--arch", "conv31", "--threads", "1", "--epochs", 2, "--epoch-size", 5,
            "--no-progress", "-o", model)
     meta = load_model(str(model))[1]
-    # the default validation holds out a fifth of the LABELS: every micrograph stays in training
-    assert meta["n_train_micrographs"] == 4 and meta["n_val_micrographs"] == 4, meta
+    # the default: no validation, every micrograph and label trains
+    assert meta["n_train_micrographs"] == 4 and meta["n_val_micrographs"] == 0, meta
+    assert meta["validation"] == "none" and meta["averaged_epochs"] == [2, 2], meta
 
     picks = base / "out ü" / "picks 1.star"
     engine("pick", "--model", model, "--threads", "1", "--no-progress", "--threshold=-inf", "--max-per-micrograph", 150,
