@@ -236,7 +236,8 @@ def start_features(model, path):
                                                                  model.architecture, model.units))
     model.features.load_state_dict(start.features.state_dict())
     return {"path": os.path.abspath(path), "n_train_labels": meta.get("n_train_labels"),
-            "n_train_micrographs": meta.get("n_train_micrographs"), "epoch": meta.get("best_epoch", meta.get("epoch"))}
+            "n_train_micrographs": meta.get("n_train_micrographs"),
+            "epoch": meta.get("best_epoch", meta.get("epoch"))}
 
 
 class Trainer:
@@ -459,7 +460,9 @@ def model_metadata(trainer, epoch, result):
                 else "exact (%d targets)" % result["n_targets"],
                 val_orientations=result["orientations"], threshold=result["threshold_count"],
                 threshold_rule="picks the expected %.1f particles per micrograph on the %d validation micrographs "
-                "(not counting the labels trained on)" % (sum(trainer.expected_counts(trainer.val)) / max(1, len(trainer.val)), len(trainer.val)),
+                               "(not counting the labels trained on)"
+                               % (sum(trainer.expected_counts(trainer.val)) / max(1, len(trainer.val)),
+                                  len(trainer.val)),
                 val_curve=thinned_curve(curve, best))
     return meta
 
@@ -473,6 +476,13 @@ def averaged_weights(model_path, first, last):
             for k, v in states[-1].items()}
 
 
+def kept_weights(meta):
+    """What the final model's weights are, in words: the best epoch, or the averaged epochs."""
+    if meta.get("averaged_epochs"):
+        return "mean weights of epochs %d-%d" % tuple(meta["averaged_epochs"])
+    return "best epoch %d" % meta["best_epoch"]
+
+
 def finish(trainer, model_path):
     """Write the final model: the kept epoch's weights with validation; without it, the mean of the
     weights of the second half of the epochs (`averaged_weights`). With few sparse labels the
@@ -480,30 +490,28 @@ def finish(trainer, model_path):
     of those epochs scores about 0.01 AP above the last one (apoferritin, 50 and 200 labels;
     benchmarks/README.md)."""
     epochs = len(trainer.history)
+    best = trainer.best_metadata or model_metadata(trainer, trainer.best["epoch"], None)  # (older checkpoints)
     averaged = None
-    if trainer.best_metadata is not None and trainer.best_metadata["val_ap"] is None and epochs >= 2:
+    if best["val_ap"] is None and trainer.best_metadata is not None and epochs >= 2:  # no validation
         averaged = (epochs // 2, epochs - 1)
         trainer.model.load_state_dict(averaged_weights(model_path, *averaged))
     else:
         trainer.model.load_state_dict(trainer.best_state)
     trainer.model.eval()
-    best = trainer.best_metadata or model_metadata(trainer, trainer.best["epoch"], None)  # (older checkpoints)
     meta = dict(best, epochs_trained=epochs, best_epoch=trainer.best["epoch"] + 1,
                 averaged_epochs=[averaged[0] + 1, averaged[1] + 1] if averaged else None)
-    if meta["threshold"] is None:  # no validation: count on the training micrographs, away from their labels
+    if meta["threshold"] is None:  # none from validation: count on the training micrographs, away from their labels
         config = trainer.config
+        expected = trainer.expected_counts(trainer.train)
         seen = [Micrograph(m.name, m.image, np.zeros(0), np.zeros(0), known=np.stack([m.x, m.y], axis=1))
                 for m in trainer.train]
-        result = validate(trainer.model, seen, config.particle_radius, edge_margin_of(config),
-                          expected=trainer.expected_counts(trainer.train))
+        result = validate(trainer.model, seen, config.particle_radius, edge_margin_of(config), expected=expected)
         meta.update(threshold=result["threshold_count"],
                     threshold_rule="picks the expected %.1f particles per micrograph on the %d training micrographs "
-                    "(no validation; not counting the labels trained on)" % (sum(trainer.expected_counts(trainer.train)) / len(trainer.train),
-                                         len(trainer.train)))
+                                   "(no validation; not counting the labels trained on)"
+                                   % (sum(expected) / len(trainer.train), len(trainer.train)))
     save_model(model_path, trainer.model, meta)
-    logger.info("wrote %s (%s, validation AP %s, threshold %.2f: %s)", model_path,
-                "mean weights of epochs %d-%d" % tuple(meta["averaged_epochs"]) if averaged
-                else "best epoch %d" % meta["best_epoch"],
+    logger.info("wrote %s (%s, validation AP %s, threshold %.2f: %s)", model_path, kept_weights(meta),
                 "%.3f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a", meta["threshold"],
                 meta["threshold_rule"])
     return meta

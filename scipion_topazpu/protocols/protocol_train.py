@@ -86,7 +86,7 @@ class TopazPuProtTrain(ProtParticles):
                            'second half of the epochs. With a few hundred '
                            'labels clicked here and there, held-out labels estimate the average precision too '
                            'noisily to choose an epoch, and the training loses them (apoferritin, 200 labels: '
-                           'AP 0.674 with every label, 0.635 with a fifth held out).\n'
+                           'AP 0.686 with every label, 0.635 with a fifth held out and the best epoch).\n'
                            'Validation picks the best epoch (its average precision is estimated when the '
                            'validation labels are sparse: they are assumed a random sample of the particles, '
                            'and the expected particles per micrograph right):\n'

@@ -1,20 +1,21 @@
 """Train a PU particle classifier on preprocessed micrographs and a few hundred labelled particles.
 
 Images are the output of `topazpu preprocess` and coordinates are in their frame. By default
-every label trains and the model is the mean of the weights of the second half of the epochs: with a few hundred sparse labels, held-out labels
-estimate the AP too noisily to choose an epoch (+-0.07 with 40 of them) and cost the training
-those labels (measured on apoferritin, 200 labels: AP 0.674 with all labels, 0.635 with 20 %
-held out; benchmarks/README.md). Validation, when asked for: --test-images/--test-targets, or
--k/--fold, or a random --val-fraction of the labelled micrographs, or a random --val-labels
-fraction of the LABELS (their micrographs stay in training with the other labels). Validation
-labels may be as sparse as the training ones: assuming they are a random sample of the
-particles and -n is right, the validation AP is an estimate of the AP on fully labelled
-micrographs. After each epoch the model picks the validation micrographs; the epoch with the
-best (estimated) AP is written to -o MODEL.pt (plus MODEL.json, MODEL.training.tsv/.png). MODEL.checkpoints/epochNNN.pt (NNN from 000 = epoch 1)
-resume training and are models too: `pick`/`extract -m MODEL.checkpoints/epoch004.pt` use that
-epoch. The model's threshold ('auto' in pick/extract) is the score above which it picks -n
-particles per micrograph on the validation micrographs (the training ones without validation),
-not counting the labels trained on.
+every label trains and the model is the mean of the weights of the second half of the epochs:
+with a few hundred sparse labels, held-out labels estimate the AP too noisily to choose an epoch
+(+-0.07 with 40 of them) and cost the training those labels (apoferritin, 200 labels: AP 0.686
+with every label, 0.635 with 20 % held out and the best epoch; benchmarks/README.md).
+Validation, when asked for: --test-images/--test-targets, or -k/--fold, or a random
+--val-fraction of the labelled micrographs, or a random --val-labels fraction of the LABELS
+(their micrographs stay in training with the other labels). Validation labels may be as sparse
+as the training ones: assuming they are a random sample of the particles and -n is right, the
+validation AP is an estimate of the AP on fully labelled micrographs. After each epoch the
+model picks the validation micrographs; the epoch with the best (estimated) AP is written to
+-o MODEL.pt (plus MODEL.json, MODEL.training.tsv/.png). MODEL.checkpoints/epochNNN.pt (NNN
+from 000 = epoch 1) resume training and are models too: `pick`/`extract -m
+MODEL.checkpoints/epoch004.pt` use that epoch. The model's threshold ('auto' in pick/extract)
+is the score above which it picks -n particles per micrograph on the validation micrographs (the
+training ones without validation), not counting the labels trained on.
 
 example:
   topazpu preprocess -s 4 -o pre/ raw/*.mrc
@@ -85,7 +86,7 @@ def add_args(p):
 
 def main(args):
     from topazpu_core.sampling import split_micrographs
-    from topazpu_core.training import TrainConfig, fit, label_holdout, load_micrographs
+    from topazpu_core.training import TrainConfig, fit, kept_weights, label_holdout, load_micrographs
 
     from topazpu_core.checkpoint import torch_device
 
@@ -144,8 +145,6 @@ def main(args):
         normalization=info.get("normalization", "gmm"), start_model=args.start_model)
     meta = fit(config, train, val, args.output, resume=args.resume, progress=not args.no_progress, device=device,
                validation=validation)
-    kept = ("mean weights of epochs %d-%d" % tuple(meta["averaged_epochs"]) if meta.get("averaged_epochs")
-            else "best epoch %d" % meta["best_epoch"])
     print("model: %s  %s  validation AP %s%s  threshold %.3f" % (
-        args.output, kept, "%.4f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a",
+        args.output, kept_weights(meta), "%.4f" % meta["val_ap"] if meta["val_ap"] is not None else "n/a",
         " (%s)" % meta["val_estimate"] if meta.get("val_estimate") else "", meta["threshold"]))
