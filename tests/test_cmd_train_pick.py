@@ -131,8 +131,8 @@ def test_seeded_training_is_reproducible_and_resume_is_exact(trained, tmp_path):
     b, _ = load_model(str(tmp_path / "b.pt"))
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
-    # no validation (the default): the model is the mean of the weights of epochs 3 and 4
-    assert meta["averaged_epochs"] == [3, 4]
+    # no validation (the default): the model is the mean of the weights of epochs 3 and 4 (one round)
+    assert meta["averaged_epochs"] == [3, 4] and meta["pseudo_label_share"] == 0
     e3, e4 = (load_model(os.path.join(checkpoint_dir(str(tmp_path / "a.pt")), "epoch%03d.pt" % e))[0].state_dict()
               for e in (2, 3))
     assert not torch.equal(e3["head.weight"], e4["head.weight"])  # the two epochs differ
@@ -167,12 +167,58 @@ def test_start_model_starts_the_features_not_the_head(trained, tmp_path, capsys)
     assert meta["start_model"]["path"] == os.path.abspath(str(d / "model.pt"))
     # the default: no validation, every label trains, the threshold counts on the training micrographs
     assert meta["validation"] == "none" and meta["val_ap"] is None and meta["n_val_micrographs"] == 0
-    assert "on the 3 training micrographs (no validation; not counting the labels trained on)" in meta["threshold_rule"]
+    assert "on the 3 training micrographs (no validation; not counting the labels given)" in meta["threshold_rule"]
     assert meta["start_model"]["n_train_labels"] == start_meta["n_train_labels"]
     with pytest.raises(SystemExit):
         cli.main([str(a) for a in args] + ["--start-model", str(d / "model.pt"), "--arch", "conv31",
                                            "-o", str(tmp_path / "x.pt")])
     assert "model.pt: --start-model is a resnet8" in capsys.readouterr().err
+
+
+def test_pseudo_labels_train_a_second_model_on_the_first_ones_picks(trained, tmp_path):
+    """--pseudo-labels F: round 1 on the labels (MODEL.round1.pt), then the model on the labels plus
+    F x (expected - labelled) of round 1's best picks per micrograph, none at a label; --resume
+    after the first round does not train it again."""
+    d, _, _ = trained
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
+    args[args.index("--epochs") + 1] = "2"
+    args[args.index("--epoch-size") + 1] = "10"
+    run(*args, "--pseudo-labels", "0.5", "-o", tmp_path / "st.pt")
+    first, first_meta = load_model(str(tmp_path / "st.round1.pt"))
+    _, meta = load_model(str(tmp_path / "st.pt"))
+    labels = read_coordinates(str(d / "train.txt"))
+    assert first_meta["n_train_labels"] == len(labels) and first_meta["pseudo_labels"] == 0
+    assert meta["pseudo_labels"] == 0.5 and meta["first_round_model"] == "st.round1.pt"
+    # the 2 epochs are shared: one in each round
+    assert first_meta["epochs_trained"] == 1 and meta["epochs_trained"] == 1
+    assert meta["n_pseudo_labels"] > 0 and meta["n_train_labels"] == len(labels) + meta["n_pseudo_labels"]
+    # the pseudo-labels themselves: the first model's best picks away from the labels
+    from topazpu_core.sampling import disk_pixels
+    from topazpu_core.training import load_micrographs, pseudo_labels
+    mics, _ = load_micrographs(str(d / "train_list.txt"), str(d / "train.txt"))
+    disk = disk_pixels(first_meta["label_radius"])
+    expected = [first_meta["pi"] * m.image.shape[0] * m.image.shape[1] / disk for m in mics]  # 200 each
+    extra = pseudo_labels(first, mics, expected, 0.5, first_meta["particle_radius"], first_meta["edge_margin"])
+    assert sum(len(e) for e in extra) == meta["n_pseudo_labels"]
+    for m, e, n in zip(mics, extra, expected):  # 3 micrographs, -n 200, about 150 labelled on each
+        assert 0 < len(e) <= round(0.5 * (n - len(m.x)))
+        dist = np.hypot(e[:, None, 0] - m.x[None], e[:, None, 1] - m.y[None]).min(axis=1)
+        assert dist.min() > first_meta["particle_radius"]  # none at a label
+    # the threshold counts the expected particles on the training micrographs away from the user's
+    # labels only: the pseudo-labels count as picks
+    from topazpu_core.training import Micrograph, validate
+    final, _ = load_model(str(tmp_path / "st.pt"))
+    seen = [Micrograph(m.name, m.image, np.zeros(0), np.zeros(0), known=np.stack([m.x, m.y], axis=1)) for m in mics]
+    count = validate(final, seen, meta["particle_radius"], meta["edge_margin"], expected=expected)["threshold_count"]
+    assert abs(count - meta["threshold"]) < 1e-6 and "not counting the labels given" in meta["threshold_rule"]
+    # resume with round 1 written: only round 2 runs again (the first model file is not rewritten)
+    stamp = os.path.getmtime(tmp_path / "st.round1.pt")
+    before = load_model(str(tmp_path / "st.pt"))[0].state_dict()
+    os.remove(tmp_path / "st.pt")
+    run(*args, "--pseudo-labels", "0.5", "-o", tmp_path / "st.pt", "--resume")
+    assert os.path.getmtime(tmp_path / "st.round1.pt") == stamp
+    again = load_model(str(tmp_path / "st.pt"))[0].state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in before.items())
 
 
 def test_training_errors_are_clear(trained, tmp_path, capsys):

@@ -26,6 +26,10 @@ COORDINATE_FORMATS = ("coord", "star", "box", "json", "csv", "cs")
 FRAMES = ("raw", "preprocessed")
 
 
+# Epochs of a training in all (`topazpu train --epochs`, TrainConfig, the plugin's train form):
+# with self-training (`--pseudo-labels`), half in each of its two rounds.
+DEFAULT_EPOCHS = 20
+
 # the metadata file `topazpu preprocess` writes into its output folder
 PREPROCESS_JSON = "preprocess.json"
 
