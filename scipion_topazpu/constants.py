@@ -29,6 +29,9 @@ NORM_GMM = NORMALIZATIONS.index('gmm')
 # Orientations averaged by the picker (`--orientations`).
 ORIENTATIONS = list(_engine.ORIENTATIONS)
 
+# Training epochs in all (the engine's default; half in each round with self-training).
+DEFAULT_EPOCHS = _engine.DEFAULT_EPOCHS
+
 # How the expected number of particles is given to the training.
 PRIOR_PARTICLES = 0
 PRIOR_PI = 1

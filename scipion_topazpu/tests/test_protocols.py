@@ -270,14 +270,23 @@ class TestTopazPuPipeline(BaseTest):
 
     # ---- continue training ---------------------------------------------------------------
     def test_train_raw_micrographs_and_continue(self):
-        """Raw micrographs are preprocessed by the training itself; "continue" keeps finished epochs."""
+        """Raw micrographs are preprocessed by the training itself; self-training; "continue" keeps
+        finished epochs and a finished first round."""
         prot = self.newProtocol(TopazPuProtTrain, particleDiameter=common.PARTICLE_DIAMETER_A, scale=common.SCALE,
                                 inputMicrographs=self.protMics.outputMicrographs,
                                 inputCoordinates=self.protCoords.outputCoordinates,
-                                **dict(common.TRAIN_PARAMS, epochs=1))
+                                **dict(common.TRAIN_PARAMS, epochs=2))
         prot._createFilenameTemplates()
         self.assertIn('--val-fraction 0 --val-labels 0', prot._getTrainArgs())  # the default: no validation
+        self.assertIn('--pseudo-labels 0 ', prot._getTrainArgs())  # no self-training by default
+        prot.pseudoLabels.set(0.8)
+        self.assertIn('--pseudo-labels 0.8', prot._getTrainArgs())
         common.launch(self, prot)
+        # self-training: a first model on the labels, then the model on the labels and its best
+        # picks; the 2 epochs are shared, one in each round
+        self.assertGreater(prot.outputModel.getMetadata()['n_pseudo_labels'], 0)
+        self.assertEqual(prot.outputModel.getEpochsTrained(), 1)
+        firstRound = os.path.getmtime(prot._getExtraPath('model.round1.pt'))
         self.assertAlmostEqual(prot.outputModel.getScale(), common.SCALE)
         self.assertIsNone(prot.outputModel.getValAp())
         self.assertEqual(prot.outputModel.getMetadata()['validation'], 'none')
@@ -293,7 +302,7 @@ class TestTopazPuPipeline(BaseTest):
         self.assertEqual(len([f for f in preprocessed if f.endswith('.mrc')]), 3)   # the labelled micrographs
         self.assertIn('preprocess.json', preprocessed)
         first = os.path.getmtime(os.path.join(prot._getExtraPath('model.checkpoints'), 'epoch000.pt'))
-        prot.epochs.set(2)
+        prot.epochs.set(4)  # the first round is kept; the second trains on to its share, 4 - 4 // 2 = 2 epochs
         prot.runMode.set(MODE_RESUME)
         common.launch(self, prot)
         prot = self.proj.getProtocol(prot.getObjId())
@@ -303,6 +312,7 @@ class TestTopazPuPipeline(BaseTest):
         self.assertEqual(first, os.path.getmtime(os.path.join(prot._getExtraPath('model.checkpoints'),
                                                               'epoch000.pt')))
         self.assertIn('Checkpoints found', open(prot.getStdoutLog()).read())
+        self.assertEqual(firstRound, os.path.getmtime(prot._getExtraPath('model.round1.pt')))  # kept, not retrained
 
     def test_train_validation_set_inputs(self):
         """A separate validation set: its micrographs leave the training, targets come from the labels."""
