@@ -4,8 +4,9 @@ On the apoferritin split of benchmarks/splits.py (--seed; 200 labels on 8 microg
 micrographs are held out) it:
 
  1. trains and picks with topazpu through the command line exactly as bench_quality.py does
-    (its run_ours: preprocess, train with the CLI defaults, `topazpu pick` at the DEFAULT
-    threshold, -t auto) and keeps the picks on the held-out micrographs (--micrographs all:
+    (its run_ours, sparse protocol: preprocess, train with the CLI defaults on the labels alone,
+    no validation, `topazpu pick` at the DEFAULT threshold, -t auto; the held-out micrographs
+    are never seen by the training) and keeps the picks on the held-out micrographs (--micrographs all:
     also picks the 9 others with the same model; those include its training micrographs);
  2. trains and picks with Topaz 0.3.20 as bench_quality.py --topaz does (its run_topaz:
     resnet8 from Topaz's pretrained weights, 500 updates, `topaz extract --threshold=-inf`) and
@@ -302,11 +303,12 @@ def judge(table, threshold):
 
 
 def pick_stage(split, files, work, opts):
-    """Our picks at the default threshold on the chosen micrographs (bench_quality.run_ours, cached)."""
-    w = os.path.join(work, "topazpu")
+    """Our picks at the default threshold on the chosen micrographs (bench_quality.run_ours, sparse
+    protocol: as a user trains, without validation on the judged micrographs; cached)."""
+    w = os.path.join(work, "topazpu_sparse")
     auto = os.path.join(w, "picks_auto.txt")
     if not os.path.exists(auto) or "train" in opts.redo:
-        res = run_ours(split, files, work, opts)
+        res = run_ours(split, files, work, opts, protocol="sparse")
         with open(os.path.join(w, "result.json"), "w") as f:
             json.dump(res, f, indent=1, default=str)
     with open(os.path.join(w, "result.json")) as f:
