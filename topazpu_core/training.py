@@ -119,6 +119,13 @@ def autoencoder_weight(value, n_labels):
     return float(value)
 
 
+def expected_counts(pi, label_radius, micrographs):
+    """Expected particles on each micrograph: pi x its pixels / labelled pixels per particle
+    (-n on micrographs the size of the training ones)."""
+    disk = disk_pixels(label_radius)
+    return [pi * m.image.shape[0] * m.image.shape[1] / disk for m in micrographs]
+
+
 def micrographs_from(images, coords: Coordinates, source="targets"):
     """Pair images {name: array} with their coordinates -> list of Micrograph (all images kept)."""
     by_image = coords.by_image()
@@ -317,10 +324,8 @@ class Trainer:
         self.notes = {}  # more metadata of every epoch (fit_round's notes)
 
     def expected_counts(self, micrographs):
-        """Expected particles on each micrograph: pi x its pixels / labelled pixels per particle
-        (-n on micrographs the size of the training ones)."""
-        disk = disk_pixels(self.config.label_radius)
-        return [self.pi * m.image.shape[0] * m.image.shape[1] / disk for m in micrographs]
+        """Expected particles on each micrograph (`expected_counts` at this training's pi)."""
+        return expected_counts(self.pi, self.config.label_radius, micrographs)
 
     @torch.no_grad()
     def _start_at_prior(self):
@@ -387,10 +392,10 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
     """Train and write the model to `model_path` -> its metadata dict.
 
     Without pseudo-labels this is one training (`fit_round`) of `config.epochs`. With
-    `config.pseudo_labels` = f > 0 (self-training), a first model is trained on the labels and written to MODEL.round1.pt; its
-    best picks on each training micrograph, f x (expected particles - labels there) of them away
-    from the labels (`pseudo_labels`), are added to the labels, and the model of `model_path` is
-    trained from the start on both. Assumed: the first model's highest-scoring picks are mostly
+    `config.pseudo_labels` = f > 0 (self-training), a first model is trained on the labels and
+    written to MODEL.round1.pt; its best picks on each training micrograph, f x (expected
+    particles - labels there) of them away from the labels (`pseudo_labels`), are added to the
+    labels, and the model of `model_path` is trained from the start on both. Assumed: the first model's highest-scoring picks are mostly
     particles (the picks above its default threshold number the expected particles, so f < 1
     keeps the surest of them). The two rounds share the epochs: `config.epochs` // 2 in the
     first, the rest in the second. `resume` skips a first round whose model is written.
@@ -410,8 +415,7 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
                   resume=resume, progress=progress, device=device, validation=validation,
                   notes={"pseudo_label_share": 0.0})
     first, first_meta = load_model(first_path, device=device)
-    disk = disk_pixels(config.label_radius)
-    expected = [first_meta["pi"] * m.image.shape[0] * m.image.shape[1] / disk for m in train]
+    expected = expected_counts(first_meta["pi"], config.label_radius, train)
     extra = pseudo_labels(first, train, expected, share, config.particle_radius, edge_margin_of(config))
     n_extra = sum(len(e) for e in extra)
     logger.info("self-training, round 2 of 2: %d labels + %d pseudo-labels (the first model's best picks, %g of "
@@ -582,8 +586,8 @@ def finish(trainer, model_path):
                 averaged_epochs=[averaged[0] + 1, averaged[1] + 1] if averaged else None)
     if meta["threshold"] is None:  # none from validation: count on the training micrographs, away from their labels
         # Pseudo-labels count as picks: they are the first model's best picks, scored by the final
-        # model about as the particles it was not trained on (apoferritin, 50 and 200 labels: picks /
-        # particles 0.96-1.02 on new micrographs, 0.91-0.93 when they are left out like the labels).
+        # model about as the particles it was not trained on (apoferritin, 50 and 200 labels, 3 seeds:
+        # picks / particles 0.92-1.02 on new micrographs, 0.83-0.93 when they are left out like the labels).
         config = trainer.config
         expected = trainer.expected_counts(trainer.train)
         seen = [Micrograph(m.name, m.image, np.zeros(0), np.zeros(0),

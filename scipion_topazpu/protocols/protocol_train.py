@@ -8,8 +8,7 @@ from pwem.protocols import ProtParticles
 
 from .. import convert
 from ..constants import (BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, DEFAULT_EPOCHS, NORMALIZATIONS, NORM_GMM,
-                         OBJECTIVES,
-                         OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS, VAL_NONE,
+                         OBJECTIVES, OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS, VAL_NONE,
                          VAL_SET)
 from ..objects import TopazPuModel
 from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expectedParticlesPerMicrograph,
