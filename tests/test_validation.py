@@ -52,8 +52,9 @@ def test_epoch_choice_allows_for_the_noise_of_few_validation_labels():
 
 
 def test_count_threshold_leaves_out_the_labels_trained_on(monkeypatch):
-    """The default threshold picks the expected particles; picks at labels trained on and those
-    particles are not counted (the network has seen them and scores them high)."""
+    """The default threshold picks AUTO_PICKS_PER_PARTICLE x the expected particles; picks at
+    labels trained on and those particles are not counted (the network has seen them and scores
+    them high)."""
     from topazpu_core import training
     from topazpu_core.coordinates import Coordinates
 
@@ -65,9 +66,11 @@ def test_count_threshold_leaves_out_the_labels_trained_on(monkeypatch):
                                     score=np.r_[[9.0, 9.0, 2.5, 1.5], [5.0, 4.0, 3.0, 2.0, 1.0]])
     monkeypatch.setattr(training, "validation_picks", lambda *a, **k: (picks, 4))
     seen = Micrograph("a", np.zeros((100, 100), np.float32), np.zeros(0), np.zeros(0), known=known)
-    # 7 particles expected, 4 of them trained on: the threshold keeps the 3 best of the others
-    result = training.validate(None, [seen], 3.0, expected=[7.0])
-    assert result["threshold_count"] == 3.0 and "ap" not in result  # no targets: only the threshold
-    # the same picks without known labels: the 7 best of all picks
+    assert training.AUTO_PICKS_PER_PARTICLE == 1.1
+    # 7.45 particles expected, 4 of them trained on: the threshold keeps the 1.1 x 3.45 = 3.8 ~ 4
+    # best of the others
+    result = training.validate(None, [seen], 3.0, expected=[7.45])
+    assert result["threshold_count"] == 2.0 and "ap" not in result  # no targets: only the threshold
+    # the same picks without known labels: the 1.1 x 7.45 = 8.2 ~ 8 best of all picks
     unseen = Micrograph("a", seen.image, np.zeros(0), np.zeros(0))
-    assert training.validate(None, [unseen], 3.0, expected=[7.0])["threshold_count"] == 2.0
+    assert training.validate(None, [unseen], 3.0, expected=[7.45])["threshold_count"] == 1.5

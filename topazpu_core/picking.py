@@ -5,7 +5,7 @@ non-maximum suppression (nms) with an edge margin, threshold and per-micrograph 
 Scores are the network's logits, averaged over orientations. They rank picks; they are not
 calibrated probabilities of a particle (training pulls the mean over all pixels towards the
 small prior pi, so most picks score below 0): use the model's threshold ('auto', the score
-above which the expected particles per micrograph are picked). All lengths are in px of the
+above which 1.1 x the expected particles per micrograph are picked). All lengths are in px of the
 images given.
 """
 import dataclasses

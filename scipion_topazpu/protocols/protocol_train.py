@@ -43,7 +43,7 @@ class TopazPuProtTrain(ProtParticles):
     A part of the labels (or of the micrographs, or a separate set) can instead be held out
     to validate each epoch (average precision of the picks against the held-out labels,
     estimated when they are sparse) and keep the best epoch. The suggested score threshold
-    is the one at which the model picks the expected particles per micrograph.
+    is the one at which the model picks 1.1 x the expected particles per micrograph.
 
     "Continue" resumes from the last finished epoch (e.g. after a failure, or with more
     epochs): finished epochs are kept.
@@ -97,8 +97,8 @@ class TopazPuProtTrain(ProtParticles):
                            'micrographs stay in training with the other labels.\n'
                            'fraction of the micrographs: hold out a random fraction of the labelled micrographs.\n'
                            'separate set: micrographs (and coordinates) given below, e.g. a few labelled in full.\n'
-                           'In every case the suggested threshold is the score above which the model picks the '
-                           'expected particles per micrograph (the labels trained on not counted).')
+                           'In every case the suggested threshold is the score above which the model picks 1.1 x '
+                           'the expected particles per micrograph (the labels trained on not counted).')
         form.addParam('valLabels', params.FloatParam, default=0.2, condition='validationMode == %d' % VAL_LABELS,
                       validators=[params.Range(0.01, 0.9)],
                       label='Validation fraction of the labels',

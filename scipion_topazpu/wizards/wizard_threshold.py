@@ -29,7 +29,7 @@ class TopazPuThresholdWizard(EmWizard):
         elif model.getThreshold() is not None:
             form.setVar('threshold', round(model.getThreshold(), 3))
             form.showInfo('The model was trained without validation, so it has no precision-recall curve: '
-                          'this is its default threshold, at which it picks the expected particles per '
+                          'this is its default threshold, at which it picks 1.1 x the expected particles per '
                           'micrograph.')
         else:
             form.showWarning('The model has neither a validation curve nor a default threshold.')
