@@ -226,6 +226,22 @@ def check_targets(dataset, result):
 # our pipeline (command line)
 
 
+def write_overlays(split, picks, folder, threshold):
+    """One PNG per validation micrograph: the picks at the default threshold (circles) over the
+    micrograph with its labels (crosses), to see what the picks the labels call false are."""
+    from topazpu_core.images import read_image
+    from topazpu_core.plots import plot_overlay
+
+    os.makedirs(folder, exist_ok=True)
+    by_pick, by_target = picks.by_image(), split.val_targets.by_image()
+    for name, path in zip(split.val_names, split.val_paths):
+        mine = by_pick.get(name, Coordinates.empty())
+        plot_overlay(read_image(path), mine, os.path.join(folder, name + ".png"), split.dataset.radius,
+                     threshold=threshold, labels=by_target.get(name, Coordinates.empty()),
+                     title="%s: %d picks at the default threshold, %d labels" % (name, len(mine),
+                                                                                  len(by_target.get(name, ()))))
+
+
 def run_ours(split, files, work, opts, protocol="dense"):
     d = split.dataset
     w = fresh_dir(os.path.join(work, "topazpu" if protocol == "dense" else "topazpu_" + protocol))
@@ -274,6 +290,8 @@ def run_ours(split, files, work, opts, protocol="dense"):
     picks = read_coordinates(every)
     auto_picks = picks.subset(picks.score >= meta["threshold"]) if opts.no_timing else read_coordinates(auto)
     res.update(score_picks(picks, auto_picks, targets, d.radius, split.val_names))
+    if opts.overlays:
+        write_overlays(split, auto_picks, os.path.join(w, "overlays"), meta["threshold"])
     if res.get("f1_threshold") is not None:
         at_f1 = score_picks(None, picks.subset(picks.score >= res["f1_threshold"]), targets, d.radius, split.val_names)
         res.update(f1_at_f1_threshold=at_f1["f1_at_threshold"], count_ratio_at_f1_threshold=at_f1["count_ratio"])
@@ -582,6 +600,9 @@ def main():
     p.add_argument("--protocols", default="dense,sparse",
                    help="dense (validate on the scored micrographs' full labels) and/or sparse (validate on held-out "
                         "training labels) (default: %(default)s)")
+    p.add_argument("--overlays", action="store_true",
+                   help="write WORK/<data set>/topazpu*/overlays/<micrograph>.png: the default-threshold picks over each "
+                        "validation micrograph with its labels")
     p.add_argument("--no-timing", action="store_true",
                    help="skip the thresholded pick and the extract runs (timing only; same quality numbers)")
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "topazpu_bench_quality"),

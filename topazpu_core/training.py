@@ -42,6 +42,7 @@ from typing import List, Optional
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from topazpu_core import __version__
 from topazpu_core.atomic import atomic_write
@@ -448,8 +449,8 @@ def pseudo_labels(model, micrographs, expected, fraction, particle_radius, edge_
             out.append(np.zeros((0, 2)))
             continue
         if len(m.x):  # none within the particle radius of a label
-            d2 = ((pk.xy[:, None, :] - np.stack([m.x, m.y], axis=1)[None]) ** 2).sum(axis=2)
-            pk = pk.subset(d2.min(axis=1) > particle_radius ** 2)
+            nearest, _ = cKDTree(np.stack([m.x, m.y], axis=1)).query(np.asarray(pk.xy, dtype=float))
+            pk = pk.subset(nearest > particle_radius)
         top = np.argsort(-pk.score, kind="stable")[:k]
         out.append(np.asarray(pk.xy, dtype=float)[top].reshape(-1, 2))
     return out
