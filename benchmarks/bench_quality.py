@@ -185,13 +185,15 @@ def fresh_dir(path):
 
 
 def score_picks(picks_all, picks_auto, targets, radius, val_names):
-    """AP / best F1 from the unthresholded picks, P / R / F1 at the auto threshold."""
+    """AP / best F1 from the unthresholded picks (and AP per micrograph: one poorly labelled
+    micrograph shows there), P / R / F1 at the auto threshold."""
     out = {}
     if picks_all is not None:
         r = evaluate(picks_all, targets, radius, images=val_names)
         out.update(ap=r["ap"], best_f1=r["best_f1"], threshold_at_best_f1=r["threshold_at_best_f1"],
                    precision_at_best_f1=r["precision_at_best_f1"], recall_at_best_f1=r["recall_at_best_f1"],
-                   n_targets=r["n_targets"])
+                   n_targets=r["n_targets"],
+                   ap_per_micrograph={n: evaluate(picks_all, targets, radius, images=[n])["ap"] for n in val_names})
     if picks_auto is not None:
         names = set(val_names)
         n_auto = int(sum(1 for n in picks_auto.image_name if n in names))
@@ -532,6 +534,11 @@ def print_table(results):
             else:
                 cells.append(spec % fmt(v))
         print("".join(cells))
+    for r in results:
+        if r.get("ap_per_micrograph"):
+            print("AP per micrograph, %s %s %s seed %s: %s" % (
+                r.get("dataset"), r.get("tool"), r.get("protocol") or "", r.get("seed"),
+                ", ".join("%s %.3f" % kv for kv in r["ap_per_micrograph"].items())))
     print("(P/R/F1@thr: at the model's auto threshold; count: picks there / particles present; F1@f1thr: F1 at "
           "the model's estimated best-F1 threshold; Topaz has none, its P/R at logit 0 are in the JSON. "
           "Seconds include process start; pick = preprocess + score + NMS from raw micrographs.)")
