@@ -51,8 +51,10 @@ class TopazPuProtPick(ProtParticlePickingAuto):
                       choices=["the model's suggested threshold", 'an explicit threshold'],
                       display=params.EnumParam.DISPLAY_LIST,
                       label='Score threshold',
-                      help="Keep picks scoring above a threshold: the one the training suggested from its "
-                           "validation data (best F1), or a value given here.")
+                      help="Keep picks scoring above a threshold: the model's own (the score above which it "
+                           "picks 1.1 x the expected particles per micrograph on its training micrographs, or on "
+                           "its validation micrographs when it had them), or a value given here. The score "
+                           "histogram of the picks shows how many each threshold keeps.")
         form.addParam('threshold', params.FloatParam, default=-3.0,
                       condition='thresholdMode == %d' % THRESHOLD_EXPLICIT,
                       label='Threshold (logit)',
