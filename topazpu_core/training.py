@@ -62,8 +62,9 @@ logger = logging.getLogger(__name__)
 # The default threshold picks this many per expected particle. F1 = 2 TP / (picks + particles)
 # rises past the count as long as the next picks are particles more often than F1 / 2, and just
 # below the count threshold they still are (precision there 0.6-0.8). Measured on the sparse
-# protocol, 3 data sets x 3 seeds (benchmarks/README.md): F1 at 1.1 x the count is 0.003-0.02
-# below the best F1, at 1.0 x up to 0.04 below; picks / labelled particles 1.0-1.25.
+# protocol, apoferritin and beta-galactosidase x 3 seeds (benchmarks/README.md): F1 at 1.1 x the
+# count is 0.005-0.022 below the best F1, at 1.0 x up to 0.043 below; picks / labelled particles
+# 1.00-1.25.
 AUTO_PICKS_PER_PARTICLE = 1.1
 
 
