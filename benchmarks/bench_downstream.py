@@ -400,6 +400,7 @@ def main():
     p.add_argument("-v", "--verbose", action="store_true", help="log the commands")
     opts = p.parse_args()
     opts.no_timing = False  # bench_quality.run_ours then runs `topazpu pick` at the auto threshold (picks_auto.txt)
+    opts.overlays = False  # (a bench_quality option run_ours reads)
     logging.basicConfig(level=logging.INFO if opts.verbose else logging.WARNING, format="%(message)s")
     opts.redo = set(s.strip() for s in opts.redo.split(",") if s.strip())
     if opts.redo - set(STAGES):
