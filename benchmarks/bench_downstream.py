@@ -306,12 +306,12 @@ def pick_stage(split, files, work, opts):
     """Our picks at the default threshold on the chosen micrographs (bench_quality.run_ours, sparse
     protocol: as a user trains, without validation on the judged micrographs; cached)."""
     w = os.path.join(work, "topazpu_sparse")
-    auto = os.path.join(w, "picks_auto.txt")
-    if not os.path.exists(auto) or "train" in opts.redo:
+    auto, result = os.path.join(w, "picks_auto.txt"), os.path.join(w, "result.json")
+    if not os.path.exists(result) or "train" in opts.redo:  # result.json is written last: a stage cut short runs again
         res = run_ours(split, files, work, opts, protocol="sparse")
-        with open(os.path.join(w, "result.json"), "w") as f:
+        with open(result, "w") as f:
             json.dump(res, f, indent=1, default=str)
-    with open(os.path.join(w, "result.json")) as f:
+    with open(result) as f:
         res = json.load(f)
     if opts.micrographs == "val":
         return read_coordinates(auto), res
