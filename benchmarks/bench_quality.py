@@ -608,8 +608,8 @@ def main():
                    help="dense (validate on the scored micrographs' full labels) and/or sparse (validate on held-out "
                         "training labels) (default: %(default)s)")
     p.add_argument("--overlays", action="store_true",
-                   help="write WORK/<data set>/topazpu*/overlays/<micrograph>.png: the default-threshold picks over each "
-                        "validation micrograph with its labels")
+                   help="write WORK/<data set>/topazpu*/overlays/<micrograph>.png: the default-threshold picks over "
+                        "each validation micrograph with its labels")
     p.add_argument("--no-timing", action="store_true",
                    help="skip the thresholded pick and the extract runs (timing only; same quality numbers)")
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "topazpu_bench_quality"),

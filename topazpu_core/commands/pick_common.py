@@ -39,7 +39,8 @@ def add_pick_args(p, frame):
     p.add_argument("-t", "--threshold", default="auto",
                    help="keep picks with score >= THRESHOLD, or 'auto' = the model's threshold, at which it picks "
                         "1.1 x the expected particles per micrograph (-n of training) on its validation micrographs, "
-                        "or its training micrographs away from the labels (default: auto); --threshold=-inf keeps every peak")
+                        "or its training micrographs away from the labels (default: auto); --threshold=-inf keeps "
+                        "every peak")
     p.add_argument("--max-per-micrograph", type=int, help="keep at most N best picks per micrograph (default: all)")
     p.add_argument("--edge-margin", type=float,
                    help="no picks closer than this to the border, px of the %s micrographs "
