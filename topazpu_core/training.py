@@ -406,8 +406,9 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
     written to MODEL.round1.pt; its best picks on each training micrograph, f x (expected
     particles - labels there) of them away from the labels (`pseudo_labels`), are added to the
     labels, and the model of `model_path` is trained from the start on both. Assumed: the first
-    model's highest-scoring picks are mostly particles (f < 1 keeps the surest of them). The two rounds share the epochs: `config.epochs` // 2 in the
-    first, the rest in the second. `resume` skips a first round whose model is written.
+    model's highest-scoring picks are mostly particles (f < 1 keeps the surest of them). The two
+    rounds share the epochs: `config.epochs` // 2 in the first, the rest in the second. `resume`
+    skips a first round whose model is written.
     """
     share = float(config.pseudo_labels or 0.0)
     if not 0 <= share < 1:
