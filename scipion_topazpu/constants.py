@@ -29,6 +29,9 @@ NORM_GMM = NORMALIZATIONS.index('gmm')
 # Orientations averaged by the picker (`--orientations`).
 ORIENTATIONS = list(_engine.ORIENTATIONS)
 
+# The model's threshold picks this many per expected particle (shown in the forms' help).
+AUTO_PICKS_PER_PARTICLE = _engine.AUTO_PICKS_PER_PARTICLE
+
 # Training epochs in all (the engine's default; half in each round with self-training).
 DEFAULT_EPOCHS = _engine.DEFAULT_EPOCHS
 

@@ -26,6 +26,16 @@ COORDINATE_FORMATS = ("coord", "star", "box", "json", "csv", "cs")
 FRAMES = ("raw", "preprocessed")
 
 
+# `-t auto`: the model's threshold picks this many per expected particle (-n) on its validation
+# micrographs, or its training micrographs away from the labels. F1 = 2 TP / (picks + particles)
+# rises past the count as long as the next picks are particles more often than F1 / 2, and just
+# below the count threshold they still are (precision there 0.6-0.8). Measured on the sparse
+# protocol, apoferritin and beta-galactosidase x 3 seeds (benchmarks/README.md): F1 at 1.1 x the
+# count is 0.005-0.022 below the best F1, at 1.0 x up to 0.043 below; picks / labelled particles
+# 1.00-1.25. Read by the training (topazpu_core.training.validate), the CLI help and the plugin's
+# forms.
+AUTO_PICKS_PER_PARTICLE = 1.1
+
 # Epochs of a training in all (`topazpu train --epochs`, TrainConfig, the plugin's train form):
 # with self-training (`--pseudo-labels`), half in each of its two rounds.
 DEFAULT_EPOCHS = 20

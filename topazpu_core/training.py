@@ -51,21 +51,13 @@ from topazpu_core.checkpoint import (checkpoint_dir, latest_checkpoint, load_che
 from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
 from topazpu_core.losses import autoencoder_loss, pu_objective
-from topazpu_core.options import DEFAULT_EPOCHS, OBJECTIVES
+from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, DEFAULT_EPOCHS, OBJECTIVES
 from topazpu_core.models import Classifier, Decoder
 from topazpu_core.progress import progress_bar
 from topazpu_core.sampling import (TileSampler, disk_pixels, labelled_pixel_count, pi_from_particles,
                                    unlabelled_positive_fraction)
 
 logger = logging.getLogger(__name__)
-
-# The default threshold picks this many per expected particle. F1 = 2 TP / (picks + particles)
-# rises past the count as long as the next picks are particles more often than F1 / 2, and just
-# below the count threshold they still are (precision there 0.6-0.8). Measured on the sparse
-# protocol, apoferritin and beta-galactosidase x 3 seeds (benchmarks/README.md): F1 at 1.1 x the
-# count is 0.005-0.022 below the best F1, at 1.0 x up to 0.043 below; picks / labelled particles
-# 1.00-1.25.
-AUTO_PICKS_PER_PARTICLE = 1.1
 
 
 @dataclasses.dataclass
@@ -194,7 +186,8 @@ def validate(model, micrographs, particle_radius, edge_margin=0, expected=None):
     AUTO_PICKS_PER_PARTICLE x the expected particles. Picks matching a micrograph's `known`
     labels (trained on) are left out of both, and so are those particles from the expected
     count: a network scores the particles it was trained on higher than unseen ones, so counting
-    them would set the threshold too high for new micrographs. Without targets only "threshold_count" is returned.
+    them would set the threshold too high for new micrographs. Without targets only
+    "threshold_count" is returned.
     """
     from topazpu_core.metrics import evaluate, match_picks, threshold_for_count
 
@@ -597,8 +590,9 @@ def finish(trainer, model_path):
                 averaged_epochs=[averaged[0] + 1, averaged[1] + 1] if averaged else None)
     if meta["threshold"] is None:  # none from validation: count on the training micrographs, away from their labels
         # Pseudo-labels count as picks: they are the first model's best picks, scored by the final
-        # model about as the particles it was not trained on (apoferritin, 50 and 200 labels, 3 seeds:
-        # picks / particles 0.92-1.02 on new micrographs, 0.83-0.93 when they are left out like the labels).
+        # model about as the particles it was not trained on (apoferritin, 50 and 200 labels, 3 seeds,
+        # picking 1.0 x the count: picks / particles 0.92-1.02 on new micrographs, 0.83-0.93 when
+        # they are left out like the labels).
         config = trainer.config
         expected = trainer.expected_counts(trainer.train)
         seen = [Micrograph(m.name, m.image, np.zeros(0), np.zeros(0),

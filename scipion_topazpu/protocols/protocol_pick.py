@@ -10,7 +10,7 @@ from pwem.protocols import ProtParticlePickingAuto
 from pwem.protocols.protocol_particles_picking import ProtParticlePickingOutput
 
 from .. import convert
-from ..constants import THRESHOLD_MODEL, THRESHOLD_EXPLICIT, BOX_FACTOR, ORIENTATIONS
+from ..constants import AUTO_PICKS_PER_PARTICLE, THRESHOLD_MODEL, THRESHOLD_EXPLICIT, BOX_FACTOR, ORIENTATIONS
 from ..estimates import boxSizeFromDiameterPx, particleRadiusPx
 from . import protocol_base as base
 
@@ -52,9 +52,9 @@ class TopazPuProtPick(ProtParticlePickingAuto):
                       display=params.EnumParam.DISPLAY_LIST,
                       label='Score threshold',
                       help="Keep picks scoring above a threshold: the model's own (the score above which it "
-                           "picks 1.1 x the expected particles per micrograph on its training micrographs, or on "
+                           "picks %g x the expected particles per micrograph on its training micrographs, or on "
                            "its validation micrographs when it had them), or a value given here. The score "
-                           "histogram of the picks shows how many each threshold keeps.")
+                           "histogram of the picks shows how many each threshold keeps." % AUTO_PICKS_PER_PARTICLE)
         form.addParam('threshold', params.FloatParam, default=-3.0,
                       condition='thresholdMode == %d' % THRESHOLD_EXPLICIT,
                       label='Threshold (logit)',

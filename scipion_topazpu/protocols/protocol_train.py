@@ -7,9 +7,9 @@ from pyworkflow import BETA
 from pwem.protocols import ProtParticles
 
 from .. import convert
-from ..constants import (BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, DEFAULT_EPOCHS, NORMALIZATIONS, NORM_GMM,
-                         OBJECTIVES, OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS, VAL_NONE,
-                         VAL_SET)
+from ..constants import (AUTO_PICKS_PER_PARTICLE, BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, DEFAULT_EPOCHS,
+                         NORMALIZATIONS, NORM_GMM, OBJECTIVES, OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI,
+                         VAL_FRACTION, VAL_LABELS, VAL_NONE, VAL_SET)
 from ..objects import TopazPuModel
 from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expectedParticlesPerMicrograph,
                          meanLabelsPerMicrograph, particleRadiusPx)
@@ -97,8 +97,9 @@ class TopazPuProtTrain(ProtParticles):
                            'micrographs stay in training with the other labels.\n'
                            'fraction of the micrographs: hold out a random fraction of the labelled micrographs.\n'
                            'separate set: micrographs (and coordinates) given below, e.g. a few labelled in full.\n'
-                           'In every case the suggested threshold is the score above which the model picks 1.1 x '
-                           'the expected particles per micrograph (the labels trained on not counted).')
+                           'In every case the suggested threshold is the score above which the model picks %g x '
+                           'the expected particles per micrograph (the labels trained on not counted).'
+                           % AUTO_PICKS_PER_PARTICLE)
         form.addParam('valLabels', params.FloatParam, default=0.2, condition='validationMode == %d' % VAL_LABELS,
                       validators=[params.Range(0.01, 0.9)],
                       label='Validation fraction of the labels',

@@ -1,6 +1,7 @@
 """Wizard: score threshold from the model's validation precision-recall curve."""
 from pwem.wizards import EmWizard
 
+from ..constants import AUTO_PICKS_PER_PARTICLE
 from ..estimates import thresholdFromCurve
 from ..protocols import TopazPuProtPick
 
@@ -29,7 +30,7 @@ class TopazPuThresholdWizard(EmWizard):
         elif model.getThreshold() is not None:
             form.setVar('threshold', round(model.getThreshold(), 3))
             form.showInfo('The model was trained without validation, so it has no precision-recall curve: '
-                          'this is its default threshold, at which it picks 1.1 x the expected particles per '
-                          'micrograph.')
+                          'this is its default threshold, at which it picks %g x the expected particles per '
+                          'micrograph.' % AUTO_PICKS_PER_PARTICLE)
         else:
             form.showWarning('The model has neither a validation curve nor a default threshold.')

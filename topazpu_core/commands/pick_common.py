@@ -7,7 +7,7 @@ import dataclasses
 import os
 
 from topazpu_core.errors import TopazPuError
-from topazpu_core.options import ORIENTATIONS, model_length_px
+from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, ORIENTATIONS, model_length_px
 
 
 def set_threads(threads):
@@ -38,9 +38,9 @@ def add_pick_args(p, frame):
                         "particle radius)" % frame)
     p.add_argument("-t", "--threshold", default="auto",
                    help="keep picks with score >= THRESHOLD, or 'auto' = the model's threshold, at which it picks "
-                        "1.1 x the expected particles per micrograph (-n of training) on its validation micrographs, "
+                        "%g x the expected particles per micrograph (-n of training) on its validation micrographs, "
                         "or its training micrographs away from the labels (default: auto); --threshold=-inf keeps "
-                        "every peak")
+                        "every peak" % AUTO_PICKS_PER_PARTICLE)
     p.add_argument("--max-per-micrograph", type=int, help="keep at most N best picks per micrograph (default: all)")
     p.add_argument("--edge-margin", type=float,
                    help="no picks closer than this to the border, px of the %s micrographs "

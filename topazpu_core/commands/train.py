@@ -6,10 +6,10 @@ first model trains on the labels (MODEL.round1.pt); its best picks on each train
 0.8 x the expected particles not labelled, join the labels, and MODEL.pt trains from the start
 on both (3 seeds, same training time: apoferritin AP +0.05 with 50 labels, +0.01 with 200;
 beta-galactosidase -0.02 with 50 labels: off by default). In each round every label trains
-and the model is the mean of the weights of the second half of the epochs: with a few hundred sparse labels, held-out labels estimate the AP too noisily to
-choose an epoch (+-0.07 with 40 of them) and cost the training those labels (apoferritin, 200
-labels, one round: AP 0.686 with every label, 0.635 with 20 % held out and the best epoch;
-benchmarks/README.md).
+and the model is the mean of the weights of the second half of the epochs: with a few hundred
+sparse labels, held-out labels estimate the AP too noisily to choose an epoch (+-0.07 with 40
+of them) and cost the training those labels (apoferritin, 200 labels, one round: AP 0.686 with
+every label, 0.635 with 20 % held out and the best epoch; benchmarks/README.md).
 Validation, when asked for: --test-images/--test-targets, or -k/--fold, or a random
 --val-fraction of the labelled micrographs, or a random --val-labels fraction of the LABELS
 (their micrographs stay in training with the other labels). Validation labels may be as sparse
@@ -19,8 +19,9 @@ model picks the validation micrographs; the epoch with the best (estimated) AP i
 -o MODEL.pt (plus MODEL.json, MODEL.training.tsv/.png). MODEL.checkpoints/epochNNN.pt (NNN
 from 000 = epoch 1; MODEL.round1.checkpoints/ for the first round) resume training and are
 models too: `pick`/`extract --model MODEL.checkpoints/epoch004.pt` use that epoch. The model's
-threshold ('auto' in pick/extract) is the score above which it picks -n particles per micrograph on the validation micrographs (the
-training ones without validation), not counting the labels given (pseudo-labels count as picks).
+threshold ('auto' in pick/extract) is the score above which it picks 1.1 x -n particles per
+micrograph on the validation micrographs (the training ones without validation), not counting
+the labels given (pseudo-labels count as picks).
 
 example:
   topazpu preprocess -s 4 -o pre/ raw/*.mrc
