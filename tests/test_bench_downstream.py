@@ -1,8 +1,10 @@
-"""The junk criterion of benchmarks/bench_downstream.py on synthetic class averages.
+"""The junk criteria of benchmarks/bench_downstream.py on synthetic images.
 
-A ring (apoferritin's projection: a hollow shell) is the reference. A noisy, slightly shifted
-ring must pass; smoothed noise, an inverted ring and a small blob must fail; an asymmetric
-pattern must be found again after an in-plane rotation.
+A ring (apoferritin's projection: a hollow shell) is the reference. Class level: a noisy,
+slightly shifted ring must pass; smoothed noise, an inverted ring and a small blob must fail; an
+asymmetric pattern must be found again after an in-plane rotation. Particle level: single noisy
+rings must correlate above single noise images, and a set mixed from both in a known proportion
+must read that proportion back.
 """
 import os
 import sys
@@ -13,7 +15,10 @@ import scipy.ndimage as ndi
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 
-from bench_downstream import baseline_threshold, class_correlations, disc_mask, junk_summary, rotational_average  # noqa: E402
+from bench_downstream import (background_positions, baseline_threshold, class_correlations, disc_mask,  # noqa: E402
+                              junk_summary, known_answer_check, particle_correlations, particle_share,
+                              rotational_average, share_interval)
+from topazpu_core.coordinates import Coordinates  # noqa: E402
 
 BOX = 48
 RADIUS = 16  # particle radius in px of the box
@@ -100,6 +105,78 @@ class JunkSummaryTest(unittest.TestCase):
     def test_baseline_threshold_ignores_empty_classes(self):
         baseline = {"counts": np.array([10, 0, 5]), "correlation": np.array([0.8, 0.1, 0.62])}
         self.assertAlmostEqual(baseline_threshold(baseline), 0.62)
+
+
+class ParticleLevelTest(unittest.TestCase):
+    """Single particle images as noisy as the real ones (a per-image correlation of ~0.2)."""
+
+    def setUp(self):
+        self.rng = np.random.default_rng(1)
+        self.reference = ring()
+
+    def particles(self, n, shift=(0, 0)):
+        image = ring(shift)
+        return image + self.rng.normal(scale=4 * image.std(), size=(n, BOX, BOX))
+
+    def background(self, n):
+        return self.rng.normal(scale=4 * ring().std(), size=(n, BOX, BOX))
+
+    def test_particles_correlate_above_background(self):
+        p = particle_correlations(self.particles(300), self.reference, COMPARE, sigma=2.0)
+        b = particle_correlations(self.background(300), self.reference, COMPARE, sigma=2.0)
+        self.assertGreater(p.mean() - b.mean(), 4 * np.hypot(p.std(), b.std()) / np.sqrt(300))
+        self.assertGreater(p.mean(), 0.1)
+
+    def test_shift_search(self):
+        shifted = ring((0, 2))[None]
+        self.assertLess(particle_correlations(shifted, self.reference, COMPARE, max_shift=0)[0], 0.95)
+        self.assertGreater(particle_correlations(shifted, self.reference, COMPARE, max_shift=2)[0], 0.999)
+
+    def test_shapes_are_checked(self):
+        with self.assertRaises(ValueError):
+            particle_correlations(np.zeros((3, BOX, BOX)), np.zeros((BOX, BOX + 1)), COMPARE)
+
+    def test_a_known_mixture_reads_back(self):
+        def corr(images):
+            return particle_correlations(images, self.reference, COMPARE, sigma=2.0)
+        p, b = corr(self.particles(600)), corr(self.background(600))
+        mixture = np.concatenate([corr(self.particles(420)), corr(self.background(180))])  # 30 % junk
+        share = particle_share(mixture, p, b)
+        self.assertAlmostEqual(share, 0.7, delta=0.06)
+        lo, hi = share_interval(mixture, p, b, np.random.default_rng(0))
+        self.assertLess(lo, share)
+        self.assertGreater(hi, share)
+        self.assertLess(lo, 0.7)
+        self.assertGreater(hi, 0.7)
+        self.assertAlmostEqual(particle_share(p, p, b), 1.0)
+        self.assertAlmostEqual(particle_share(b, p, b), 0.0)
+        true, read, sd = known_answer_check(p, b, 0.3, np.random.default_rng(0), repeats=50)
+        self.assertAlmostEqual(true, 0.3, delta=0.01)
+        self.assertAlmostEqual(read, 0.3, delta=max(0.03, 2 * sd))
+
+    def test_share_needs_particles_above_background(self):
+        with self.assertRaises(ValueError):
+            particle_share([0.1], [0.1, 0.1], [0.2, 0.2])
+
+
+class BackgroundPositionsTest(unittest.TestCase):
+    def test_far_from_labels_inside_margins(self):
+        labels = Coordinates.from_arrays(["a"] * 3 + ["b"], [100, 200, 300, 50], [100, 100, 300, 50])
+        got = background_positions(labels, {"a": (400, 500), "b": (300, 300)}, distance=64, margin=48,
+                                   per_micrograph={"a": 20, "b": 5}, rng=np.random.default_rng(0))
+        groups = got.by_image()
+        self.assertEqual((len(groups["a"]), len(groups["b"])), (20, 5))
+        for name, (h, w) in (("a", (400, 500)), ("b", (300, 300))):
+            xy = groups[name].xy
+            self.assertTrue(np.all((xy[:, 0] >= 48) & (xy[:, 0] <= w - 48) & (xy[:, 1] >= 48) & (xy[:, 1] <= h - 48)))
+            lab = labels.by_image()[name].xy
+            self.assertGreaterEqual(np.hypot(*(xy[:, None, :] - lab[None]).transpose(2, 0, 1)).min(), 64)
+
+    def test_no_room_is_an_error(self):
+        labels = Coordinates.from_arrays(["a"], [100], [100])
+        with self.assertRaises(SystemExit):
+            background_positions(labels, {"a": (200, 200)}, distance=500, margin=10, per_micrograph={"a": 1},
+                                 rng=np.random.default_rng(0))
 
 
 if __name__ == "__main__":

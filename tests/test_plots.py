@@ -8,7 +8,7 @@ from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
 from topazpu_core.metrics import precision_recall_curve
 from topazpu_core.plots import (
-    plot_image_gallery, plot_overlay, plot_pr_curve, plot_score_histogram, plot_training_curve)
+    plot_histograms, plot_image_gallery, plot_overlay, plot_pr_curve, plot_score_histogram, plot_training_curve)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -111,6 +111,17 @@ def test_image_gallery(tmp_path):
     with pytest.raises(TopazPuError, match="no images"):
         plot_image_gallery([("x", [])], tmp_path / "empty.png")
     assert sorted(os.listdir(tmp_path)) == ["gallery.png"]
+
+
+def test_histograms(tmp_path):
+    rng = np.random.default_rng(4)
+    plot_histograms([("labels", rng.normal(0.15, 0.07, 600)), ("background", rng.normal(0.06, 0.07, 600)),
+                     ("none", []), ("with nan", [0.1, np.nan, 0.2])], tmp_path / "h.png", xlabel="correlation",
+                    title="sets")
+    assert_png(str(tmp_path / "h.png"))
+    with pytest.raises(TopazPuError, match="no values"):
+        plot_histograms([("a", []), ("b", [np.nan])], tmp_path / "empty.png", xlabel="x")
+    assert sorted(os.listdir(tmp_path)) == ["h.png"]
 
 
 def test_non_png_name_is_refused(tmp_path):

@@ -268,6 +268,34 @@ def plot_score_histogram(scores, path, threshold=None, n_micrographs=None, expec
     return _save(fig, path)
 
 
+def plot_histograms(series, path, xlabel, title=None, bins=40):
+    """Overlaid histograms (densities, shared bins) of several named samples, each mean marked.
+
+    series: list of (name, 1-D values).
+    """
+    series = [(name, np.asarray(v, dtype=np.float64).reshape(-1)) for name, v in series]
+    series = [(name, v[np.isfinite(v)]) for name, v in series]
+    if not any(v.size for _, v in series):
+        raise TopazPuError("%s: no values to draw" % os.fspath(path))
+    edges = np.histogram_bin_edges(np.concatenate([v for _, v in series]), bins=bins)
+    fig = _new_figure(6.4, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, v) in enumerate(series):
+        if not v.size:
+            continue
+        color = "C%d" % (i % 10)
+        ax.hist(v, bins=edges, density=True, histtype="step", lw=1.5, color=color,
+                label="%s: %d, mean %.3g" % (name, v.size, v.mean()))
+        ax.axvline(v.mean(), color=color, ls="--", lw=1)
+    ax.legend(loc="upper right", fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_image_gallery(rows, path, title=None):
     """Rows of small grey images (e.g. 2D class averages) with a caption and a coloured frame each.
 
