@@ -66,7 +66,7 @@ class TopazPuModel(EMObject):
             return value if math.isfinite(value) else None
 
         self._architecture.set(meta.get('architecture'))
-        self._method.set(meta.get('method'))
+        self._method.set(meta.get('objective_trained') or meta.get('method'))  # PN when every particle is labelled
         self._pi.set(num('pi'))
         self._labelRadius.set(num('label_radius'))
         self._particleRadius.set(num('particle_radius'))

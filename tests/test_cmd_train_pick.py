@@ -175,6 +175,24 @@ def test_start_model_starts_the_features_not_the_head(trained, tmp_path, capsys)
     assert "model.pt: --start-model is a resnet8" in capsys.readouterr().err
 
 
+def test_every_particle_labelled_trains_as_pn(trained, tmp_path, capsys):
+    """Labels covering the expected positive fraction (-n at or below the labels per micrograph, as
+    when every particle of a few micrographs is labelled) leave GE no positive among the unlabelled
+    pixels: the run trains as PN, says so, and the model records both objectives."""
+    d, _, coords = trained
+    per_micrograph = len(read_coordinates(str(d / "train.txt"))) / 3
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
+    args[args.index("-n") + 1] = "%.0f" % (0.8 * per_micrograph)
+    args[args.index("--epochs") + 1] = "1"
+    args[args.index("--epoch-size") + 1] = "2"
+    run(*args, "-o", tmp_path / "full.pt")
+    meta = json.load(open(tmp_path / "full.json"))
+    assert meta["method"] == "GE-binomial" and meta["objective_trained"] == "PN" and meta["pi_unlabelled"] is None
+    assert meta["labelled_fraction"] >= meta["pi"]
+    assert "every expected particle is labelled, so GE-binomial trains as PN" in capsys.readouterr().err
+    assert json.load(open(d / "model.json"))["objective_trained"] == "GE-binomial"  # -n 200: labels ~150
+
+
 def test_pseudo_labels_train_a_second_model_on_the_first_ones_picks(trained, tmp_path):
     """--pseudo-labels F: round 1 on the labels (MODEL.round1.pt), then the model on the labels plus
     F x (expected - labelled) of round 1's best picks per micrograph, none at a label; --resume

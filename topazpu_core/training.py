@@ -263,6 +263,21 @@ def start_features(model, path):
             "epoch": meta.get("best_epoch", meta.get("epoch"))}
 
 
+def objective_for(method, pi, labelled_fraction):
+    """The objective a run trains with: `method`, except that a GE objective becomes PN when the
+    labels already cover the expected positive fraction (every expected particle is labelled, as
+    when a user labels all particles on a few micrographs and gives their count as -n): no
+    positive is then left among the unlabelled pixels, GE's target would be 0 or less, and
+    taking the unlabelled pixels as background is what the user said."""
+    if method.startswith("GE") and labelled_fraction >= pi:
+        logger.warning("the labels cover %.4g of the pixels, at least the expected positive fraction pi = %.4g: "
+                       "every expected particle is labelled, so %s trains as PN (unlabelled pixels taken as "
+                       "background); give a larger -n if the micrographs hold particles nobody labelled",
+                       labelled_fraction, pi, method)
+        return "PN"
+    return method
+
+
 class Trainer:
     """Holds the model, optimiser and data for one training run."""
 
@@ -306,7 +321,8 @@ class Trainer:
         else:
             raise TopazPuError("give the expected particles per micrograph (-n) or the positive fraction (--pi)")
         self.pi, self.labelled_fraction = pi, labelled_fraction
-        self.pi_u = unlabelled_positive_fraction(pi, labelled_fraction) if config.method.startswith("GE") else None
+        self.objective = objective_for(config.method, pi, labelled_fraction)
+        self.pi_u = unlabelled_positive_fraction(pi, labelled_fraction) if self.objective.startswith("GE") else None
         self.n_labels = n_labels
         logger.info("pi = %.5f (%s), labelled fraction = %.5f (%d labels, %d px each), GE target among unlabelled = %s, "
                     "expected particles per micrograph = %.1f", pi, "given" if config.pi else "from -n",
@@ -354,8 +370,8 @@ class Trainer:
         y = torch.from_numpy(ys).to(self.device)
         logits, feats = self.model.forward_with_features(x)
         pos = logits[y]
-        unl = logits.reshape(-1) if c.method == "NNPU" else logits[~y]
-        loss, stats = pu_objective(c.method, pos, unl, self.pi, self.pi_u, slack=c.slack,
+        unl = logits.reshape(-1) if self.objective == "NNPU" else logits[~y]
+        loss, stats = pu_objective(self.objective, pos, unl, self.pi, self.pi_u, slack=c.slack,
                                    nnpu_beta=c.nnpu_beta, nnpu_gamma=c.nnpu_gamma)
         if self.decoder is not None:
             recon = self.decoder(feats)
@@ -524,7 +540,8 @@ def model_metadata(trainer, epoch, result):
     meta = dataclasses.asdict(config)
     meta.update(edge_margin=edge_margin_of(config), architecture=config.architecture,
                 receptive_field=trainer.model.receptive_field, stride=trainer.model.stride, pi=trainer.pi,
-                pi_unlabelled=trainer.pi_u, labelled_fraction=trainer.labelled_fraction,
+                objective_trained=trainer.objective, pi_unlabelled=trainer.pi_u,
+                labelled_fraction=trainer.labelled_fraction,
                 autoencoder_weight=trainer.ae_weight, start_model=trainer.start_model,
                 n_train_micrographs=len(trainer.train),
                 n_train_labels=trainer.n_labels, n_val_micrographs=len(trainer.val), validation=trainer.validation,
