@@ -167,7 +167,7 @@ def test_start_model_starts_the_features_not_the_head(trained, tmp_path, capsys)
     assert meta["start_model"]["path"] == os.path.abspath(str(d / "model.pt"))
     # the default: no validation, every label trains, the threshold counts on the training micrographs
     assert meta["validation"] == "none" and meta["val_ap"] is None and meta["n_val_micrographs"] == 0
-    assert "on the 3 training micrographs (no validation; not counting the labels given)" in meta["threshold_rule"]
+    assert "on the 3 training micrographs (no validation; every pick counted)" in meta["threshold_rule"]
     assert meta["start_model"]["n_train_labels"] == start_meta["n_train_labels"]
     with pytest.raises(SystemExit):
         cli.main([str(a) for a in args] + ["--start-model", str(d / "model.pt"), "--arch", "conv31",
@@ -222,13 +222,12 @@ def test_pseudo_labels_train_a_second_model_on_the_first_ones_picks(trained, tmp
         assert 0 < len(e) <= round(0.5 * (n - len(m.x)))
         dist = np.hypot(e[:, None, 0] - m.x[None], e[:, None, 1] - m.y[None]).min(axis=1)
         assert dist.min() > first_meta["particle_radius"]  # none at a label
-    # the threshold counts the expected particles on the training micrographs away from the user's
-    # labels only: the pseudo-labels count as picks
+    # the threshold counts every pick of the final model on the training micrographs
     from topazpu_core.training import Micrograph, validate
     final, _ = load_model(str(tmp_path / "st.pt"))
-    seen = [Micrograph(m.name, m.image, np.zeros(0), np.zeros(0), known=np.stack([m.x, m.y], axis=1)) for m in mics]
-    count = validate(final, seen, meta["particle_radius"], meta["edge_margin"], expected=expected)["threshold_count"]
-    assert abs(count - meta["threshold"]) < 1e-6 and "not counting the labels given" in meta["threshold_rule"]
+    plain = [Micrograph(m.name, m.image, np.zeros(0), np.zeros(0)) for m in mics]
+    count = validate(final, plain, meta["particle_radius"], meta["edge_margin"], expected=expected)["threshold_count"]
+    assert abs(count - meta["threshold"]) < 1e-6 and "every pick counted" in meta["threshold_rule"]
     # resume with round 1 written: only round 2 runs again (the first model file is not rewritten)
     stamp = os.path.getmtime(tmp_path / "st.round1.pt")
     before = load_model(str(tmp_path / "st.pt"))[0].state_dict()

@@ -51,10 +51,10 @@ def test_epoch_choice_allows_for_the_noise_of_few_validation_labels():
     assert keeps_epoch(0.3, 10, -1.0) and not keeps_epoch(float("nan"), 10, -1.0) and not keeps_epoch(0.5, 0, 0.4)
 
 
-def test_count_threshold_leaves_out_the_labels_trained_on(monkeypatch):
-    """The default threshold picks AUTO_PICKS_PER_PARTICLE x the expected particles; picks at
-    labels trained on and those particles are not counted (the network has seen them and scores
-    them high)."""
+def test_count_threshold_counts_every_pick(monkeypatch):
+    """The default threshold picks AUTO_PICKS_PER_PARTICLE x the expected particles, the picks at
+    labels trained on counted like the others (leaving them out left nothing to count when every
+    particle is labelled); they stay out of the AP."""
     from topazpu_core import training
     from topazpu_core.coordinates import Coordinates
 
@@ -67,10 +67,13 @@ def test_count_threshold_leaves_out_the_labels_trained_on(monkeypatch):
     monkeypatch.setattr(training, "validation_picks", lambda *a, **k: (picks, 4))
     seen = Micrograph("a", np.zeros((100, 100), np.float32), np.zeros(0), np.zeros(0), known=known)
     assert training.AUTO_PICKS_PER_PARTICLE == 1.1
-    # 7.45 particles expected, 4 of them trained on: the threshold keeps the 1.1 x 3.45 = 3.8 ~ 4
-    # best of the others
+    # 7.45 particles expected: the threshold keeps the 1.1 x 7.45 = 8.2 ~ 8 best of all 9 picks
+    # (at 1.0 x: 7, threshold 2.0), with or without the labels trained on
     result = training.validate(None, [seen], 3.0, expected=[7.45])
-    assert result["threshold_count"] == 2.0 and "ap" not in result  # no targets: only the threshold
-    # the same picks without known labels: the 1.1 x 7.45 = 8.2 ~ 8 best of all picks
+    assert result["threshold_count"] == 1.5 and "ap" not in result  # no targets: only the threshold
     unseen = Micrograph("a", seen.image, np.zeros(0), np.zeros(0))
     assert training.validate(None, [unseen], 3.0, expected=[7.45])["threshold_count"] == 1.5
+    # with targets, the picks at the trained-on labels stay out of the AP: the 5 others, 2 on a target
+    targets = Micrograph("a", seen.image, np.array([50.0, 90.0]), np.array([50.0, 90.0]), known=known)
+    scored = training.validate(None, [targets], 3.0, expected=[7.45])
+    assert scored["threshold_count"] == 1.5 and scored["n_targets"] == 2

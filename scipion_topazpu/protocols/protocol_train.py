@@ -98,7 +98,7 @@ class TopazPuProtTrain(ProtParticles):
                            'fraction of the micrographs: hold out a random fraction of the labelled micrographs.\n'
                            'separate set: micrographs (and coordinates) given below, e.g. a few labelled in full.\n'
                            'In every case the suggested threshold is the score above which the model picks %g x '
-                           'the expected particles per micrograph (the labels trained on not counted).'
+                           'the expected particles per micrograph (every pick counted, those at the labels too).'
                            % AUTO_PICKS_PER_PARTICLE)
         form.addParam('valLabels', params.FloatParam, default=0.2, condition='validationMode == %d' % VAL_LABELS,
                       validators=[params.Range(0.01, 0.9)],

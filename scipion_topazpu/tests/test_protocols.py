@@ -25,8 +25,8 @@ from scipion_topazpu.tests import common
 
 # AP of the picks on the held-back micrograph, matching radius = particle radius (16.5 px).
 # The picks are those the protocol keeps at the model's default threshold, which picks the
-# expected count (-n 200) per micrograph on the validation micrographs, not counting the labels
-# trained on: 92 picks for 158 targets after the tiny test training (2 x 12 updates), AP 0.128,
+# expected count (-n 200) per micrograph on the validation micrographs (then not counting the
+# labels trained on): 92 picks for 158 targets after the tiny test training (2 x 12 updates), AP 0.128,
 # as many random picks 0.067 (the random level depends on the count: 0.12 at 180 picks, 0.18 at
 # 300); a wrong coordinate frame (e.g. scaled by 2) gives ~0.05. Both bounds can fail: the
 # floor, and the margin over the random picks of the same count; test_pick_frame_matches_engine

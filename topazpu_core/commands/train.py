@@ -20,8 +20,8 @@ model picks the validation micrographs; the epoch with the best (estimated) AP i
 from 000 = epoch 1; MODEL.round1.checkpoints/ for the first round) resume training and are
 models too: `pick`/`extract --model MODEL.checkpoints/epoch004.pt` use that epoch. The model's
 threshold ('auto' in pick/extract) is the score above which it picks 1.1 x -n particles per
-micrograph on the validation micrographs (the training ones without validation), not counting
-the labels given (pseudo-labels count as picks).
+micrograph on the validation micrographs (the training ones without validation), every pick
+counted (those at the labels given too).
 
 example:
   topazpu preprocess -s 4 -o pre/ raw/*.mrc
