@@ -119,6 +119,17 @@ def _pearson(a, b):
     return float(np.dot(a, b) / den) if den > 0 else 0.0
 
 
+def _comparison(caller, images, reference, radius, sigma):
+    """Checked (n, B, B) images, the comparison disc and the low-pass filtered reference inside it."""
+    images = np.asarray(images, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if images.ndim != 3 or images.shape[1:] != reference.shape or reference.shape[0] != reference.shape[1]:
+        raise ValueError("%s: images %s and reference %s must be (n, B, B) and (B, B)"
+                         % (caller, images.shape, reference.shape))
+    mask = disc_mask(reference.shape[0], radius)
+    return images, mask, ndi.gaussian_filter(reference, sigma)[mask]
+
+
 def class_correlations(classes, reference, radius, angle_step=10.0, max_shift=2, sigma=1.0):
     """Best correlation of each class average with the reference average -> (K,) float array.
 
@@ -128,13 +139,7 @@ def class_correlations(classes, reference, radius, angle_step=10.0, max_shift=2,
     `max_shift` px in x and y. A constant image correlates 0. Sign matters: an inverted
     particle correlates negatively.
     """
-    classes = np.asarray(classes, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    if classes.ndim != 3 or classes.shape[1:] != reference.shape or reference.shape[0] != reference.shape[1]:
-        raise ValueError("class_correlations: classes %s and reference %s must be (K, B, B) and (B, B)"
-                         % (classes.shape, reference.shape))
-    mask = disc_mask(reference.shape[0], radius)
-    ref = ndi.gaussian_filter(reference, sigma)[mask]
+    classes, mask, ref = _comparison("class_correlations", classes, reference, radius, sigma)
     angles = np.arange(0.0, 360.0, angle_step)
     shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1) for dx in range(-max_shift, max_shift + 1)]
     out = np.zeros(len(classes))
@@ -157,13 +162,7 @@ def particle_correlations(images, reference, radius, sigma=1.0, max_shift=1):
     correlation over the disc of `radius` px is maximised over integer shifts of the particle up
     to `max_shift` px in x and y (as class_correlations does for class averages).
     """
-    images = np.asarray(images, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    if images.ndim != 3 or images.shape[1:] != reference.shape or reference.shape[0] != reference.shape[1]:
-        raise ValueError("particle_correlations: images %s and reference %s must be (n, B, B) and (B, B)"
-                         % (images.shape, reference.shape))
-    mask = disc_mask(reference.shape[0], radius)
-    ref = ndi.gaussian_filter(reference, sigma)[mask]
+    images, mask, ref = _comparison("particle_correlations", images, reference, radius, sigma)
     ref = (ref - ref.mean()) / (ref.std() or 1.0)
     smooth = ndi.gaussian_filter(images, (0, sigma, sigma))
     best = np.full(len(images), -1.0)
