@@ -81,7 +81,7 @@ from splits import make_split, write_image_list, write_split  # noqa: E402
 from topazpu_core.atomic import atomic_write  # noqa: E402
 from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordinates  # noqa: E402
 from topazpu_core.coordinates.star import parse_star  # noqa: E402
-from topazpu_core.images import image_name, read_image, write_mrc  # noqa: E402
+from topazpu_core.images import image_name, image_shape, read_image, write_mrc  # noqa: E402
 from topazpu_core.metrics import match_picks  # noqa: E402
 
 RELION_PREPROCESS = os.environ.get("RELION_PREPROCESS", "relion_preprocess")
@@ -383,9 +383,7 @@ def analyse(prefix, reference, targets, opts):
     t, (mic, x, y, cls, img) = star_table(prefix + "_data.star", "particles",
                                           ["MicrographName", "CoordinateX", "CoordinateY", "ClassNumber", "ImageName"])
     class_of = np.array([int(r[cls]) for r in t.rows])
-    per = opts.box / opts.box_scaled  # raw px per px of the particle images
-    corr = class_correlations(classes, reference, 1.25 * opts.particle_radius / per, sigma=2.0 / per,
-                              max_shift=max(1, int(round(4.0 / per))))
+    corr = class_correlations(classes, reference, **comparison_settings(opts))
     parts = Coordinates.from_arrays([image_name(r[mic]) for r in t.rows], [float(r[x]) for r in t.rows],
                                     [float(r[y]) for r in t.rows])
     on_label = np.zeros(len(parts), dtype=bool)
@@ -395,6 +393,14 @@ def analyse(prefix, reference, targets, opts):
             on_label[idx] = match_picks(parts.xy[idx], groups[mic_name].xy, opts.particle_radius)
     return {"images": classes, "class_of": class_of, "counts": np.bincount(class_of - 1, minlength=len(classes)),
             "correlation": corr, "on_label": on_label, "image_names": [r[img] for r in t.rows]}
+
+
+def comparison_settings(opts):
+    """The disc radius, low-pass sigma and largest shift (px of the particle images) with which
+    class averages and particle images are compared with the reference: 1.25 particle radii,
+    2 raw px, 4 raw px."""
+    per = opts.box / opts.box_scaled  # raw px per px of the particle images
+    return dict(radius=1.25 * opts.particle_radius / per, sigma=2.0 / per, max_shift=max(1, int(round(4.0 / per))))
 
 
 def baseline_threshold(baseline):
@@ -593,11 +599,10 @@ def main():
     # of this set, mode 6, as signed int16: values above 32767 wrap), one folder per particle set
     for n in sorted(set(names) | set(ref_names)):
         copy = os.path.join(rdir, "Micrographs", n + ".mrc")
-        image = read_image(copy if os.path.exists(copy) else by_name[n])
         if not os.path.exists(copy):
-            write_mrc(copy, image, pixel_size=opts.pixel_size)
+            write_mrc(copy, read_image(by_name[n]), pixel_size=opts.pixel_size)
         if n in names:
-            shapes[n] = image.shape
+            shapes[n] = image_shape(copy)
     label_counts = {n: len(c) for n, c in targets.by_image().items()}
     background = background_positions(targets, shapes, distance=2 * d.radius, margin=opts.box / 2,
                                       per_micrograph=label_counts, rng=np.random.default_rng(opts.seed))
@@ -613,8 +618,7 @@ def main():
     print("reference: rotational average of the mean of the %d extracted training labels (box %d px -> %d px, "
           "%.2f A/px)"
           % (len(ref_images), opts.box, opts.box_scaled, opts.pixel_size * opts.box / opts.box_scaled), flush=True)
-    per = opts.box / opts.box_scaled  # raw px per px of the particle images
-    compare = dict(radius=1.25 * d.radius / per, sigma=2.0 / per, max_shift=max(1, int(round(4.0 / per))))
+    compare = comparison_settings(opts)
 
     results = {"settings": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(opts).items()},
                "split": split.summary(), "micrographs": names, "n_hand_labels": len(targets),

@@ -72,8 +72,6 @@ class Micrograph:
     y: np.ndarray  # labelled centres (rows)
     # validation only: (N, 2) x, y of labels trained on (picks there are left out of the score)
     known: Optional[np.ndarray] = None
-    # training only: the last n_pseudo of x, y are pseudo-labels (self-training), not the user's
-    n_pseudo: int = 0
 
 
 @dataclasses.dataclass
@@ -441,8 +439,8 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
     n_extra = sum(len(e) for e in extra)
     logger.info("self-training, round 2 of 2: %d labels + %d pseudo-labels (the first model's best picks, %g of "
                 "the expected particles not labelled)", sum(len(m.x) for m in train), n_extra, share)
-    merged = [Micrograph(m.name, m.image, np.concatenate([m.x, e[:, 0]]), np.concatenate([m.y, e[:, 1]]),
-                         n_pseudo=len(e)) for m, e in zip(train, extra)]
+    merged = [Micrograph(m.name, m.image, np.concatenate([m.x, e[:, 0]]), np.concatenate([m.y, e[:, 1]]))
+              for m, e in zip(train, extra)]
     notes = {"pseudo_label_share": share, "n_pseudo_labels": n_extra, "first_round_model": os.path.basename(first_path),
              "first_round_threshold": first_meta.get("threshold")}
     return fit_round(dataclasses.replace(config, epochs=config.epochs - config.epochs // 2), merged, val, model_path,
