@@ -69,7 +69,7 @@ def runWorkflow(project, protocols, schedule=True, timeout=3600, poll=3, log=Non
             seen = {}
             while True:
                 time.sleep(poll)
-                project._updateProtocol(prot)
+                updateFromRunDb(project, prot)
                 seen = _followLog(prot, seen, log)
                 _checkFailed(prot)
                 if not prot.isActive():
@@ -90,7 +90,7 @@ def runWorkflow(project, protocols, schedule=True, timeout=3600, poll=3, log=Non
                 timeout, pending[0].getObjLabel(), pending[0].getStatus()))
         time.sleep(poll)
         for prot in list(pending):
-            project._updateProtocol(prot)
+            updateFromRunDb(project, prot)
             _checkFailed(prot)
             if prot.isFinished():
                 log('  %s finished (%.0f s since start)' % (prot.getObjLabel(), time.time() - start))
@@ -114,6 +114,27 @@ def _followLog(prot, seen, log):
                 log('    ' + line.strip())
         seen[path] = len(lines)
     return seen
+
+
+# pyworkflow's message when Project.checkPid finds no process behind an active protocol.
+_PID_GONE = 'not found running on the machine'
+
+
+def updateFromRunDb(project, prot, settle=1.0):
+    """Update `prot` from its run database, where the protocol's own process writes its status.
+
+    pyworkflow's liveness check races a protocol's exit: Project._updateProtocol reads the run
+    database (still RUNNING), the protocol writes FINISHED and exits, then Project.checkPid finds
+    no process and marks the protocol failed ("Process N not found running on the machine"),
+    although its log ends in PROTOCOL FINISHED. On that failure the run database is read again
+    after `settle` seconds, whatever the time stamps say: a protocol that finished is finished;
+    one whose process died without a word is still active there and fails the same check again.
+    """
+    project._updateProtocol(prot)
+    if prot.isFailed() and _PID_GONE in (prot.getErrorMessage() or ''):
+        time.sleep(settle)
+        prot.lastUpdateTimeStamp.set(None)   # forces the re-read (isProtocolUpToDate)
+        project._updateProtocol(prot)
 
 
 def _checkFailed(prot):

@@ -2,9 +2,11 @@
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
+import pyworkflow.protocol as pwprot
 from pyworkflow.project import Manager
 from pyworkflow.tests import BaseTest
 
@@ -88,3 +90,23 @@ class TestTopazPuTemplateRun(BaseTest):
         self.assertTrue(coords.isStreamClosed())
         self.assertEqual(coords.getBoxSize(), 50)
         self.assertEqual(protocols[3].outputModel.getEpochsTrained(), 1)
+
+        # pyworkflow's liveness check can mark a protocol that just finished failed ("Process N not
+        # found running on the machine"): reading its run database again puts it right...
+        train = protocols[3]
+        train.setFailed('Process 999999 not found running on the machine. It probably has died')
+        workflow.updateFromRunDb(project, train, settle=0)
+        self.assertTrue(train.isFinished(), train.getStatus())
+        # ... while a protocol whose process died without a word (its run database still says
+        # running) stays failed.
+        run = pwprot.getProtocolFromDb(project.path, train.getDbPath(), train.getObjId())
+        run.setRunning()
+        gone = subprocess.Popen(['true'])
+        gone.wait()
+        run.setPid(gone.pid)
+        run._store()
+        run.getProject().closeMapper()
+        run.closeMappers()
+        workflow.updateFromRunDb(project, train, settle=0)
+        self.assertTrue(train.isFailed(), train.getStatus())
+        self.assertIn('not found running', train.getErrorMessage())
