@@ -17,6 +17,7 @@ from topazpu_core.checkpoint import checkpoint_dir, load_model
 from topazpu_core.coordinates import read_coordinates, write_coordinates
 from topazpu_core.images import image_name
 from topazpu_core.metrics import evaluate, match_picks
+from topazpu_core.training import averaged_weights
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -103,21 +104,26 @@ def test_every_epoch_checkpoint_is_a_model(trained, tmp_path):
     d, held, _ = trained
     meta = json.load(open(d / "model.json"))
     folder = checkpoint_dir(str(d / "model.pt"))
-    best = os.path.join(folder, "epoch%03d.pt" % (meta["best_epoch"] - 1))
-    model, cmeta = load_model(best)
-    assert cmeta["epoch"] == meta["best_epoch"] and cmeta["threshold"] == meta["threshold"]
+    # with validation too, the model is the mean of the weights of the second half of the epochs
+    assert meta["averaged_epochs"] == [5, 8] and meta["epochs_trained"] == 8 and meta["val_ap"] is not None
     final, _ = load_model(str(d / "model.pt"))
+    mean = averaged_weights(str(d / "model.pt"), 4, 7)
     for k, v in final.state_dict().items():
-        assert torch.equal(v, model.state_dict()[k]), k
+        assert torch.equal(v, mean[k]), k
+    # validation names a best epoch; its checkpoint is a model with its own validated threshold
+    best = os.path.join(folder, "epoch%03d.pt" % (meta["best_epoch"] - 1))
+    _, cmeta = load_model(best)
+    assert cmeta["epoch"] == meta["best_epoch"] and cmeta["threshold"] is not None and cmeta["val_ap"] is not None
     pre = d / "pre" / (held + ".mrc")
     outs = {}
     for name, path in (("final", d / "model.pt"), ("best", best), ("first", os.path.join(folder, "epoch000.pt"))):
-        run("extract", "--model", path, "--threads", "2", "--no-progress", "-o", tmp_path / (name + ".txt"), pre)
+        run("extract", "--model", path, "--threshold=-inf", "--threads", "2", "--no-progress",
+            "-o", tmp_path / (name + ".txt"), pre)
         outs[name] = read_coordinates(str(tmp_path / (name + ".txt")))
-    # the best epoch's checkpoint picks exactly what the model file picks; epoch 1 is another model
-    assert np.array_equal(outs["final"].xy, outs["best"].xy) and np.array_equal(outs["final"].score, outs["best"].score)
-    assert len(outs["first"]) and not (len(outs["first"]) == len(outs["final"])
-                                       and np.array_equal(outs["first"].score, outs["final"].score))
+    # three different models: each scores the micrograph its own way
+    for a, b in (("final", "best"), ("final", "first"), ("best", "first")):
+        assert len(outs[a]) and len(outs[b])
+        assert not (len(outs[a]) == len(outs[b]) and np.allclose(outs[a].score, outs[b].score)), (a, b)
 
 
 def test_seeded_training_is_reproducible_and_resume_is_exact(trained, tmp_path):

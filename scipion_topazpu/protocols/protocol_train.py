@@ -41,8 +41,9 @@ class TopazPuProtTrain(ProtParticles):
     each round every label trains and the model is the mean of the weights of the second half
     of the epochs.
     A part of the labels (or of the micrographs, or a separate set) can instead be held out
-    to validate each epoch (average precision of the picks against the held-out labels,
-    estimated when they are sparse) and keep the best epoch. The suggested score threshold
+    to validate (average precision of the picks against the held-out labels, estimated when
+    they are sparse): each epoch for the training curve, and the final model, still the mean
+    weights of the second half of the epochs, for its estimate and threshold. The suggested score threshold
     is the one at which the model picks 1.1 x the expected particles per micrograph.
 
     "Continue" resumes from the last finished epoch (e.g. after a failure, or with more
@@ -90,7 +91,8 @@ class TopazPuProtTrain(ProtParticles):
                            'labels clicked here and there, held-out labels estimate the average precision too '
                            'noisily to choose an epoch, and the training loses them (apoferritin, 200 labels: '
                            'AP 0.686 with every label, 0.635 with a fifth held out and the best epoch).\n'
-                           'Validation picks the best epoch (its average precision is estimated when the '
+                           'Validation estimates the average precision of each epoch and of the final model '
+                           '(still the mean weights; estimated when the '
                            'validation labels are sparse: they are assumed a random sample of the particles, '
                            'and the expected particles per micrograph right):\n'
                            'fraction of the labels: hold out a random fraction of the labels; their '
