@@ -126,6 +126,21 @@ def test_every_epoch_checkpoint_is_a_model(trained, tmp_path):
         assert not (len(outs[a]) == len(outs[b]) and np.allclose(outs[a].score, outs[b].score)), (a, b)
 
 
+def test_patience_stops_early_and_keeps_the_best_epoch(trained, tmp_path):
+    d, _, _ = trained
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
+    args[args.index("--epochs") + 1] = "12"
+    args[args.index("--epoch-size") + 1] = "10"
+    run(*args, "--val-labels", "0.3", "--patience", "1", "-o", tmp_path / "p.pt")
+    final, meta = load_model(str(tmp_path / "p.pt"))
+    # seeded: the validation AP of these tiny epochs stops rising well before epoch 12
+    assert meta["epochs_trained"] < 12 and meta["averaged_epochs"] is None
+    assert meta["epoch"] == meta["best_epoch"] and meta["val_ap"] is not None
+    best, _ = load_model(os.path.join(checkpoint_dir(str(tmp_path / "p.pt")), "epoch%03d.pt" % (meta["best_epoch"] - 1)))
+    for k, v in final.state_dict().items():
+        assert torch.equal(v, best.state_dict()[k]), k
+
+
 def test_seeded_training_is_reproducible_and_resume_is_exact(trained, tmp_path):
     d, _, _ = trained
     args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]

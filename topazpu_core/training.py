@@ -9,7 +9,8 @@ validation, each epoch also picks the validation micrographs (score, NMS, match,
 particle radius) for the training curve and its best epoch (the latest one within the AP's
 sampling noise of the highest, `keeps_epoch`: a checkpoint a user may pick with by hand), and
 the final model is validated the same way for its AP estimate and threshold. Early stopping is
-off unless `patience` is given: it stops after `patience` epochs without a kept epoch. Chosen
+off unless `patience` is given: it stops after `patience` epochs without a kept epoch, and
+then the best epoch is the model. Chosen
 on held-out halves (benchmarks/epoch_choice.py: an epoch chosen on half the fully labelled
 validation micrographs, scored on the other half; apoferritin and beta-galactosidase, 2 seeds
 each): the mean weights score 0.006 AP above the kept epoch on average (+0.011, +0.008, +0.009,
@@ -346,6 +347,7 @@ class Trainer:
         self.best = {"epoch": -1, "val_ap": -1.0, "max_val_ap": -1.0}
         self.validation = "none"
         self.notes = {}  # more metadata of every epoch (fit_round's notes)
+        self.stopped_early = False
 
     def expected_counts(self, micrographs):
         """Expected particles on each micrograph (`expected_counts` at this training's pi)."""
@@ -493,6 +495,7 @@ def fit_round(config: TrainConfig, train: List[Micrograph], val: List[Micrograph
     for epoch in range(trainer.start_epoch, config.epochs):
         if config.patience is not None and trainer.best["epoch"] >= 0 and epoch - trainer.best["epoch"] > config.patience:
             logger.info("early stop: no validation improvement for %d epochs", config.patience)
+            trainer.stopped_early = True
             break
         rng = np.random.default_rng([config.seed, epoch])
         trainer.model.train()
@@ -590,16 +593,21 @@ def kept_weights(meta):
 
 def finish(trainer, model_path):
     """Write the final model: the mean of the weights of the second half of the epochs trained
-    (`averaged_weights`; one epoch: its own weights), validated like an epoch when there is
-    validation, else given the threshold of its training micrographs. With sparse labels the
+    (`averaged_weights`; one epoch: its own weights), or, when `patience` stopped training
+    early, the best epoch's weights (the user asked validation to choose); validated like an
+    epoch when there is validation, else given the threshold of its training micrographs. With sparse labels the
     picks change from epoch to epoch by a few points of AP at the end of training, and the mean
     of those epochs scores about 0.01 AP above the last one (apoferritin, 50 and 200 labels); on
     fully labelled validation micrographs it scores 0.006 above the best epoch chosen on them
     (benchmarks/README.md)."""
     config = trainer.config
     epochs = len(trainer.history)
-    averaged = None
-    if epochs >= 2:
+    averaged, last = None, max(epochs, 1) - 1
+    if trainer.stopped_early:
+        last = trainer.best["epoch"]
+        trainer.model.load_state_dict(
+            load_checkpoint(os.path.join(checkpoint_dir(model_path), "epoch%03d.pt" % last))["model"])
+    elif epochs >= 2:
         averaged = (epochs // 2, epochs - 1)
         trainer.model.load_state_dict(averaged_weights(model_path, *averaged))
     trainer.model.eval()
@@ -607,7 +615,7 @@ def finish(trainer, model_path):
     if trainer.val and sum(len(m.x) for m in trainer.val):
         result = validate(trainer.model, trainer.val, config.particle_radius, edge_margin_of(config),
                           expected=trainer.expected_counts(trainer.val))
-    meta = dict(model_metadata(trainer, max(epochs, 1) - 1, result), epochs_trained=epochs,
+    meta = dict(model_metadata(trainer, last, result), epochs_trained=epochs,
                 best_epoch=trainer.best["epoch"] + 1,
                 averaged_epochs=[averaged[0] + 1, averaged[1] + 1] if averaged else None)
     if meta["threshold"] is None:  # none from validation: count every pick on the training micrographs

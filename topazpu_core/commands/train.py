@@ -87,7 +87,8 @@ def add_args(p):
     g.add_argument("--tiles-per-batch", type=int, default=8, help="tiles per minibatch (default: 8)")
     g.add_argument("--tile-size", type=int, help="tile side in px (default: receptive field + 24 strides)")
     g.add_argument("--patience", type=int,
-                   help="with validation: stop after N epochs without a kept epoch (default: off, every epoch trains)")
+                   help="with validation: stop after N epochs without a new best epoch and keep the best epoch "
+                        "(default: off: every epoch trains, the model is the mean weights of the second half)")
     g.add_argument("--seed", type=int, default=0, help="random seed: sampling, initialisation, splits (default: 0)")
     g = p.add_argument_group("runtime and output")
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: 0 = torch's choice)")
