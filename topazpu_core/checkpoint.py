@@ -152,10 +152,15 @@ def checkpoint_dir(model_path):
     return os.path.splitext(model_path)[0] + ".checkpoints"
 
 
+def checkpoint_path(model_path, epoch):
+    """The checkpoint file of 0-based `epoch` beside `model_path` (epoch000.pt = epoch 1)."""
+    return os.path.join(checkpoint_dir(model_path), "epoch%03d.pt" % epoch)
+
+
 def save_checkpoint(model_path, epoch, state, metadata=None):
     """state: dict of state_dicts, lists and numbers (no arbitrary objects); metadata: the model
     metadata of this epoch (what load_model needs to use the checkpoint as a model)."""
-    path = os.path.join(checkpoint_dir(model_path), "epoch%03d.pt" % epoch)
+    path = checkpoint_path(model_path, epoch)
     extra = {}
     if metadata is not None:
         extra["metadata"] = json.dumps(dict(metadata, version=__version__, format_version=MODEL_FORMAT_VERSION))

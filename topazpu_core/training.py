@@ -10,11 +10,11 @@ particle radius) for the training curve and its best epoch (the latest one withi
 sampling noise of the highest, `keeps_epoch`: a checkpoint a user may pick with by hand), and
 the final model is validated the same way for its AP estimate and threshold. Early stopping is
 off unless `patience` is given: it stops after `patience` epochs without a kept epoch, and
-then the best epoch is the model. Chosen
-on held-out halves (benchmarks/epoch_choice.py: an epoch chosen on half the fully labelled
-validation micrographs, scored on the other half; apoferritin and beta-galactosidase, 2 seeds
-each): the mean weights score 0.006 AP above the kept epoch on average (+0.011, +0.008, +0.009,
--0.005), and the highest-AP epoch is no better than the kept one.
+then the best epoch is the model. Chosen on held-out halves (benchmarks/epoch_choice.py: an
+epoch chosen on half the fully labelled validation micrographs, scored on the other half;
+apoferritin and beta-galactosidase, 2 seeds each): the mean weights score 0.006 AP above the
+kept epoch on average (+0.011, +0.008, +0.009, -0.005), and the highest-AP epoch is no better
+than the kept one.
 
 Self-training (`fit` with `pseudo_labels` = f > 0, off by default): a first round trains on the
 labels alone; its highest-scoring picks on each training micrograph away from the labels, f x
@@ -58,7 +58,7 @@ from scipy.spatial import cKDTree
 
 from topazpu_core import __version__
 from topazpu_core.atomic import atomic_write
-from topazpu_core.checkpoint import (checkpoint_dir, latest_checkpoint, load_checkpoint, save_checkpoint,
+from topazpu_core.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, load_model, save_checkpoint,
                                      save_model)
 from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
@@ -493,7 +493,8 @@ def fit_round(config: TrainConfig, train: List[Micrograph], val: List[Micrograph
             logger.info("--resume: no checkpoint beside %s, starting fresh", model_path)
     n_val_targets = sum(len(m.x) for m in val)
     for epoch in range(trainer.start_epoch, config.epochs):
-        if config.patience is not None and trainer.best["epoch"] >= 0 and epoch - trainer.best["epoch"] > config.patience:
+        if (config.patience is not None and trainer.best["epoch"] >= 0
+                and epoch - trainer.best["epoch"] > config.patience):
             logger.info("early stop: no validation improvement for %d epochs", config.patience)
             trainer.stopped_early = True
             break
@@ -578,7 +579,7 @@ def model_metadata(trainer, epoch, result):
 def averaged_weights(model_path, first, last):
     """Mean of the model weights of epoch checkpoints `first`..`last` (0-based, inclusive): float
     tensors averaged (batch-norm statistics included), counters taken from the last epoch."""
-    states = [load_checkpoint(os.path.join(checkpoint_dir(model_path), "epoch%03d.pt" % e))["model"]
+    states = [load_checkpoint(checkpoint_path(model_path, e))["model"]
               for e in range(first, last + 1)]
     return {k: (sum(s[k] for s in states) / len(states)) if v.is_floating_point() else v
             for k, v in states[-1].items()}
@@ -593,30 +594,30 @@ def kept_weights(meta):
 
 def finish(trainer, model_path):
     """Write the final model: the mean of the weights of the second half of the epochs trained
-    (`averaged_weights`; one epoch: its own weights), or, when `patience` stopped training
-    early, the best epoch's weights (the user asked validation to choose); validated like an
-    epoch when there is validation, else given the threshold of its training micrographs. With sparse labels the
-    picks change from epoch to epoch by a few points of AP at the end of training, and the mean
-    of those epochs scores about 0.01 AP above the last one (apoferritin, 50 and 200 labels); on
-    fully labelled validation micrographs it scores 0.006 above the best epoch chosen on them
-    (benchmarks/README.md)."""
+    (`averaged_weights`; one epoch: its own weights), validated like an epoch when there is
+    validation, else given the threshold of its training micrographs; or, when `patience`
+    stopped training early, the best epoch's checkpoint (the user asked validation to choose).
+    With sparse labels the picks change from epoch to epoch by a few points of AP at the end of
+    training, and the mean of those epochs scores about 0.01 AP above the last one (apoferritin,
+    50 and 200 labels); on fully labelled validation micrographs it scores 0.006 above the best
+    epoch chosen on them (benchmarks/README.md)."""
     config = trainer.config
     epochs = len(trainer.history)
-    averaged, last = None, max(epochs, 1) - 1
-    if trainer.stopped_early:
-        last = trainer.best["epoch"]
-        trainer.model.load_state_dict(
-            load_checkpoint(os.path.join(checkpoint_dir(model_path), "epoch%03d.pt" % last))["model"])
+    averaged, meta = None, None
+    if trainer.stopped_early:  # the best epoch's checkpoint: its weights, validated when it was trained
+        best, meta = load_model(checkpoint_path(model_path, trainer.best["epoch"]))
+        trainer.model.load_state_dict(best.state_dict())
     elif epochs >= 2:
         averaged = (epochs // 2, epochs - 1)
         trainer.model.load_state_dict(averaged_weights(model_path, *averaged))
     trainer.model.eval()
-    result = None
-    if trainer.val and sum(len(m.x) for m in trainer.val):
-        result = validate(trainer.model, trainer.val, config.particle_radius, edge_margin_of(config),
-                          expected=trainer.expected_counts(trainer.val))
-    meta = dict(model_metadata(trainer, last, result), epochs_trained=epochs,
-                best_epoch=trainer.best["epoch"] + 1,
+    if meta is None:  # validated like an epoch (no result without validation)
+        result = None
+        if trainer.val and sum(len(m.x) for m in trainer.val):
+            result = validate(trainer.model, trainer.val, config.particle_radius, edge_margin_of(config),
+                              expected=trainer.expected_counts(trainer.val))
+        meta = model_metadata(trainer, max(epochs, 1) - 1, result)
+    meta = dict(meta, epochs_trained=epochs, best_epoch=trainer.best["epoch"] + 1,
                 averaged_epochs=[averaged[0] + 1, averaged[1] + 1] if averaged else None)
     if meta["threshold"] is None:  # none from validation: count every pick on the training micrographs
         expected = trainer.expected_counts(trainer.train)

@@ -19,8 +19,8 @@ model picks the validation micrographs (the training curve, and `best_epoch` in 
 the model written to -o MODEL.pt (plus MODEL.json, MODEL.training.tsv/.png) is the mean of the
 weights of the second half of the epochs all the same, validated for its AP estimate and
 threshold: on fully labelled validation micrographs it scored 0.006 AP above the best epoch
-chosen on them (apoferritin and beta-galactosidase, 2 seeds each, benchmarks/epoch_choice.py). MODEL.checkpoints/epochNNN.pt (NNN
-from 000 = epoch 1; MODEL.round1.checkpoints/ for the first round) resume training and are
+chosen on them (apoferritin and beta-galactosidase, 2 seeds each, benchmarks/epoch_choice.py).
+MODEL.checkpoints/epochNNN.pt (NNN from 000 = epoch 1; MODEL.round1.checkpoints/ for the first round) resume training and are
 models too: `pick`/`extract --model MODEL.checkpoints/epoch004.pt` use that epoch. The model's
 threshold ('auto' in pick/extract) is the score above which it picks 1.1 x -n particles per
 micrograph on the validation micrographs (the training ones without validation), every pick
