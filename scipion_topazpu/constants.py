@@ -32,6 +32,11 @@ ORIENTATIONS = list(_engine.ORIENTATIONS)
 # The model's threshold picks this many per expected particle (shown in the forms' help).
 AUTO_PICKS_PER_PARTICLE = _engine.AUTO_PICKS_PER_PARTICLE
 
+# Two picks are at least this many particle radii apart (non-maximum suppression), and
+# the engine's rule for it.
+NMS_RADIUS_FACTOR = _engine.NMS_RADIUS_FACTOR
+nms_radius_for = _engine.nms_radius_for
+
 # Training epochs in all (the engine's default; half in each round with self-training).
 DEFAULT_EPOCHS = _engine.DEFAULT_EPOCHS
 

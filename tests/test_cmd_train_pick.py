@@ -85,6 +85,32 @@ def test_pick_on_held_out_micrograph_beats_floor(trained, tmp_path):
     assert np.all(auto.score >= load_model(str(d / "model.pt"))[1]["threshold"] - 1e-6)
 
 
+def test_picks_are_separated_by_the_models_nms_radius(trained, tmp_path):
+    d, _, _ = trained
+    from topazpu_core.checkpoint import save_model
+    from topazpu_core.options import NMS_RADIUS_FACTOR
+
+    model, meta = load_model(str(d / "model.pt"))
+    assert meta["nms_radius"] == NMS_RADIUS_FACTOR * meta["particle_radius"] == 1.25 * RADIUS / SCALE
+    mic = datasets.bundled_micrographs()[HELD_OUT]
+
+    def nearest_pick(model_path, out):
+        run("pick", "--model", model_path, "--threshold=-inf", "--threads", "2", "--no-progress", "-o", out, mic)
+        xy = read_coordinates(str(out)).xy
+        dist = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
+        np.fill_diagonal(dist, np.inf)
+        return dist.min(axis=1)
+
+    # raw frame: the model's radius times its scale; every peak kept, so neighbours come close to it
+    near = nearest_pick(d / "model.pt", tmp_path / "now.txt")
+    assert near.min() > 1.25 * RADIUS and (near <= 1.5 * RADIUS).sum() > 10
+    # a model written before the NMS radius was recorded picks at its particle radius, as it was validated
+    old = {k: v for k, v in meta.items() if k != "nms_radius"}
+    save_model(str(tmp_path / "old.pt"), model, old)
+    near_old = nearest_pick(tmp_path / "old.pt", tmp_path / "old.txt")
+    assert near_old.min() > RADIUS and (near_old <= 1.25 * RADIUS).sum() > 10
+
+
 def test_extract_matches_pick_on_preprocessed_images(trained, tmp_path):
     d, held, _ = trained
     # the model's auto threshold: at -t 0 this tiny model keeps no pick at all (0 == 0 proved nothing)

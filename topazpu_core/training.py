@@ -6,6 +6,7 @@ is seeded by (seed, e), so an interrupted epoch replays identically. Each checkp
 that epoch's model metadata, so `pick`/`extract` can use it. The final model is the mean of the
 weights of the second half of the epochs (`finish`), with or without validation. With
 validation, each epoch also picks the validation micrographs (score, NMS, match, AP at the
+particle radius; picks at the NMS radius `pick` uses by default, options.NMS_RADIUS_FACTOR x the
 particle radius) for the training curve and its best epoch (the latest one within the AP's
 sampling noise of the highest, `keeps_epoch`: a checkpoint a user may pick with by hand), and
 the final model is validated the same way for its AP estimate and threshold. Early stopping is
@@ -63,7 +64,7 @@ from topazpu_core.checkpoint import (checkpoint_path, latest_checkpoint, load_ch
 from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
 from topazpu_core.losses import autoencoder_loss, pu_objective
-from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, DEFAULT_EPOCHS, OBJECTIVES
+from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, DEFAULT_EPOCHS, OBJECTIVES, nms_radius_for
 from topazpu_core.models import Classifier, Decoder
 from topazpu_core.progress import progress_bar
 from topazpu_core.sampling import (TileSampler, disk_pixels, labelled_pixel_count, pi_from_particles,
@@ -84,7 +85,7 @@ class Micrograph:
 
 @dataclasses.dataclass
 class TrainConfig:
-    particle_radius: float  # px of the training images: NMS and validation matching radius
+    particle_radius: float  # px of the training images: validation matching; NMS at nms_radius_for(it)
     method: str = "GE-binomial"
     architecture: str = "resnet8"
     units: int = 32
@@ -179,11 +180,11 @@ def label_holdout(micrographs, fraction, seed=0):
 
 
 def validation_picks(model, micrographs, particle_radius, edge_margin=0):
-    """Pick every micrograph as `pick` does by default (PickOptions' defaults: strided scoring
-    averaged over 4 rotations) -> (Coordinates, orientations)."""
+    """Pick every micrograph as `pick` does by default (NMS at nms_radius_for(particle_radius);
+    PickOptions' defaults: strided scoring averaged over 4 rotations) -> (Coordinates, orientations)."""
     from topazpu_core.picking import PickOptions, pick_images
 
-    options = PickOptions(radius=particle_radius, edge_margin=edge_margin)
+    options = PickOptions(radius=nms_radius_for(particle_radius), edge_margin=edge_margin)
     return pick_images(model, [(m.name, m.image) for m in micrographs], options), options.orientations
 
 
@@ -542,7 +543,8 @@ def model_metadata(trainer, epoch, result):
     what pick/extract need (architecture, radii, scale, threshold) and how it was validated."""
     config = trainer.config
     meta = dataclasses.asdict(config)
-    meta.update(edge_margin=edge_margin_of(config), architecture=config.architecture,
+    meta.update(edge_margin=edge_margin_of(config), nms_radius=nms_radius_for(config.particle_radius),
+                architecture=config.architecture,
                 receptive_field=trainer.model.receptive_field, stride=trainer.model.stride, pi=trainer.pi,
                 objective_trained=trainer.objective, pi_unlabelled=trainer.pi_u,
                 labelled_fraction=trainer.labelled_fraction,

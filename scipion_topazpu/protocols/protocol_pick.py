@@ -10,7 +10,8 @@ from pwem.protocols import ProtParticlePickingAuto
 from pwem.protocols.protocol_particles_picking import ProtParticlePickingOutput
 
 from .. import convert
-from ..constants import AUTO_PICKS_PER_PARTICLE, THRESHOLD_MODEL, THRESHOLD_EXPLICIT, BOX_FACTOR, ORIENTATIONS
+from ..constants import (AUTO_PICKS_PER_PARTICLE, THRESHOLD_MODEL, THRESHOLD_EXPLICIT, BOX_FACTOR, ORIENTATIONS,
+                         NMS_RADIUS_FACTOR, nms_radius_for)
 from ..estimates import boxSizeFromDiameterPx, particleRadiusPx
 from . import protocol_base as base
 
@@ -24,8 +25,9 @@ class TopazPuProtPick(ProtParticlePickingAuto):
     is downsampled and normalised the way the model was trained, scored by the
     network, and its score maps reduced to particle centres by non-maximum
     suppression. Coordinates are in pixels of the input micrographs; the network's
-    score (a logit: 0 means probability 0.5, -3 about 0.05) is stored on each
-    coordinate as `_topazpuScore`, so later protocols can filter on it.
+    score (a logit that ranks picks; not a probability: the automatic threshold picks
+    1.1 x the expected particles per micrograph) is stored on each coordinate as
+    `_topazpuScore`, so later protocols can filter on it.
 
     Works in streaming: micrographs added to an open input set are picked as they
     arrive, and the output coordinates grow with them. Batches of micrographs run in
@@ -63,8 +65,9 @@ class TopazPuProtPick(ProtParticlePickingAuto):
                            'The wizard proposes one from the model\'s validation curve.')
         form.addParam('particleDiameter', params.FloatParam, default=0, validators=[params.GE(0)],
                       label='Particle diameter (A, 0 = from the model)',
-                      help='Particle diameter in Angstrom: two picks are at least a radius apart, and the '
-                           'box size follows from it. 0: the diameter recorded in the model.')
+                      help='Particle diameter in Angstrom: two picks are at least %g radii apart '
+                           '(non-maximum suppression), and the box size follows from it. 0: the diameter '
+                           'recorded in the model.' % NMS_RADIUS_FACTOR)
         form.addParam('boxSize', params.IntParam, default=0, validators=[params.GE(0)],
                       label='Box size (px, 0 = auto)',
                       help='Box size of the output coordinates in px of the input micrographs. '
@@ -203,7 +206,7 @@ class TopazPuProtPick(ProtParticlePickingAuto):
     def _getEngineArgs(self):
         args = ['--model %s' % base.quote(os.path.abspath(self.getModel().getPath()))]
         if self.particleDiameter.get():
-            args.append('--nms-radius %g' % (self.getParticleDiameterPx() / 2.0))
+            args.append('--nms-radius %g' % nms_radius_for(self.getParticleDiameterPx() / 2.0))
         threshold = self.getThresholdValue()
         args.append('-t %s' % ('auto' if threshold is None else '%g' % threshold))
         if self.maxPerMicrograph.get():

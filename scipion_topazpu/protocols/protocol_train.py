@@ -8,8 +8,8 @@ from pwem.protocols import ProtParticles
 
 from .. import convert
 from ..constants import (AUTO_PICKS_PER_PARTICLE, BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, DEFAULT_EPOCHS,
-                         NORMALIZATIONS, NORM_GMM, OBJECTIVES, OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI,
-                         VAL_FRACTION, VAL_LABELS, VAL_NONE, VAL_SET)
+                         NMS_RADIUS_FACTOR, NORMALIZATIONS, NORM_GMM, OBJECTIVES, OBJECTIVE_GE_BINOMIAL,
+                         PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS, VAL_NONE, VAL_SET)
 from ..objects import TopazPuModel
 from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expectedParticlesPerMicrograph,
                          meanLabelsPerMicrograph, particleRadiusPx)
@@ -163,10 +163,11 @@ class TopazPuProtTrain(ProtParticles):
                            'it is not the particle radius.')
         form.addParam('particleDiameter', params.FloatParam, default=0, validators=[params.GE(0)],
                       label='Particle diameter (A, 0 = auto)',
-                      help='Diameter of the particle in Angstrom. It gives the particle radius in px of the '
-                           'downsampled micrographs, used to separate picks (non-maximum suppression) and to '
-                           'match picks to labels in validation; it is recorded in the model for the '
-                           'picker. 0: the box size of the training coordinates / %.1f.' % BOX_FACTOR)
+                      help='Diameter of the particle in Angstrom. It gives the particle radius r in px of '
+                           'the downsampled micrographs: picks are at least %g r apart (non-maximum '
+                           'suppression) and validation matches picks to labels within r; it is recorded in '
+                           'the model for the picker. 0: the box size of the training coordinates / %.1f.'
+                           % (NMS_RADIUS_FACTOR, BOX_FACTOR))
         form.addParam('epochs', params.IntParam, default=DEFAULT_EPOCHS, validators=[params.Positive],
                       label='Epochs',
                       help='Training epochs in all (with self-training, half in each round). "Continue" with '

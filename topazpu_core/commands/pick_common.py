@@ -7,7 +7,7 @@ import dataclasses
 import os
 
 from topazpu_core.errors import TopazPuError
-from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, ORIENTATIONS, model_length_px
+from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, NMS_RADIUS_FACTOR, ORIENTATIONS, model_length_px
 
 
 def set_threads(threads):
@@ -34,8 +34,9 @@ def add_pick_args(p, frame):
     """Options shared by `extract` and `pick`; lengths are in px of the `frame` micrographs."""
     p.add_argument("--model", required=True, help="model file written by `topazpu train`")
     p.add_argument("--nms-radius", type=float,
-                   help="non-maximum suppression radius, px of the %s micrographs (default: the model's "
-                        "particle radius)" % frame)
+                   help="non-maximum suppression radius, px of the %s micrographs (default: the model's, "
+                        "%g x its particle radius; a model that records none: its particle radius)"
+                        % (frame, NMS_RADIUS_FACTOR))
     p.add_argument("-t", "--threshold", default="auto",
                    help="keep picks with score >= THRESHOLD, or 'auto' = the model's threshold, at which it picks "
                         "%g x the expected particles per micrograph (-n of training) on its validation micrographs, "
@@ -65,7 +66,9 @@ def options_from_args(args, metadata, frame):
     "preprocessed" for `extract`); the defaults are the model's lengths in that frame."""
     from topazpu_core.picking import PickOptions
 
-    radius = args.nms_radius if args.nms_radius is not None else model_length_px(metadata, "particle_radius", frame)
+    radius = args.nms_radius
+    if radius is None:  # models trained before 5 December 2026 record none: they validated at the particle radius
+        radius = model_length_px(metadata, "nms_radius", frame) or model_length_px(metadata, "particle_radius", frame)
     if radius is None:
         raise TopazPuError("%s: the model records no particle radius; give --nms-radius" % args.model)
     edge_margin = args.edge_margin

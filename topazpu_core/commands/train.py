@@ -34,7 +34,7 @@ import logging
 import sys
 
 from topazpu_core.errors import TopazPuError
-from topazpu_core.options import ARCHITECTURES, DEFAULT_EPOCHS, OBJECTIVES
+from topazpu_core.options import ARCHITECTURES, DEFAULT_EPOCHS, NMS_RADIUS_FACTOR, OBJECTIVES
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ def add_args(p):
     g.add_argument("--label-radius", type=float, default=3,
                    help="radius of the labelled disk around each centre, px of the training images (default: 3)")
     g.add_argument("--particle-radius", type=float, required=True,
-                   help="particle radius in px of the training images: NMS and validation matching radius")
+                   help="particle radius in px of the training images: validation matches picks within it, "
+                        "and picks are at least %g x it apart (NMS; the model's default for pick)"
+                        % NMS_RADIUS_FACTOR)
     g = p.add_argument_group("objective")
     g.add_argument("--objective", choices=OBJECTIVES, default="GE-binomial", help="PU objective (default: GE-binomial)")
     g.add_argument("--slack", type=float, help="GE weight lambda (default: 10 for GE-KL, 1 for GE-binomial)")
