@@ -173,7 +173,8 @@ class TestTopazPuPipeline(BaseTest):
         batch = [f for f in glob.glob(self.protPick._getExtraPath('batches', 'batch_*.txt'))
                  if common.heldBackName() in open(f).read()][0]
         model, meta = load_model(self.protTrain.outputModel.getPath())
-        radius = common.PARTICLE_DIAMETER_A / common.SAMPLING_RATE / 2
+        from topazpu_core.options import nms_radius_for
+        radius = nms_radius_for(common.PARTICLE_DIAMETER_A / common.SAMPLING_RATE / 2)
         options = PickOptions(radius=radius, threshold=self.protTrain.outputModel.getThreshold(),
                               edge_margin=float(meta.get("edge_margin", 0)) * float(meta.get("scale", 1)))
         direct, _, _ = pick_raw_files(model, meta, list_images(batch), options)
