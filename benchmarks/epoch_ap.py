@@ -19,6 +19,7 @@ from topazpu_core.checkpoint import load_model  # noqa: E402
 from topazpu_core.coordinates import read_coordinates  # noqa: E402
 from topazpu_core.images import image_name, list_images, read_image  # noqa: E402
 from topazpu_core.metrics import evaluate  # noqa: E402
+from topazpu_core.options import model_nms_radius_px  # noqa: E402
 from topazpu_core.picking import PickOptions, pick_images  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def main():
     print("epoch  estimated AP  true AP%s" % ("  (kept: epoch %d)" % final["best_epoch"]))
     for path in sorted(glob.glob(os.path.join(run, "model.checkpoints", "epoch*.pt"))):
         model, meta = load_model(path)
-        options = PickOptions(radius=meta["particle_radius"], edge_margin=meta["edge_margin"])
+        options = PickOptions(radius=model_nms_radius_px(meta, "preprocessed"), edge_margin=meta["edge_margin"])
         result = evaluate(pick_images(model, images, options), targets, meta["particle_radius"],
                           images=targets.image_names())
         estimate = history[meta["epoch"] - 1].get("val_ap")  # none without validation (the default)

@@ -28,13 +28,14 @@ from topazpu_core.checkpoint import load_model  # noqa: E402
 from topazpu_core.coordinates import read_coordinates  # noqa: E402
 from topazpu_core.images import image_name, list_images, read_image  # noqa: E402
 from topazpu_core.metrics import evaluate  # noqa: E402
+from topazpu_core.options import model_nms_radius_px  # noqa: E402
 from topazpu_core.picking import PickOptions, pick_images  # noqa: E402
 from topazpu_core.training import keeps_epoch  # noqa: E402
 
 
 def picks_of(path, images):
     model, meta = load_model(path)
-    options = PickOptions(radius=meta["particle_radius"], edge_margin=meta["edge_margin"])
+    options = PickOptions(radius=model_nms_radius_px(meta, "preprocessed"), edge_margin=meta["edge_margin"])
     return pick_images(model, images, options), meta["particle_radius"], meta
 
 

@@ -100,5 +100,8 @@ def test_model_lengths_change_frame_in_one_place():
     assert options.model_length_px(meta, "edge_margin", "preprocessed") == 4.125
     assert options.model_length_px({"particle_radius": 8.0}, "particle_radius", "raw") == 8.0  # no scale: 1
     assert options.model_length_px(meta, "label_radius", "raw") is None
+    # the NMS radius a model records, else (a model from before it was recorded) its particle radius
+    assert options.model_nms_radius_px(dict(meta, nms_radius=10.3125), "raw") == 41.25
+    assert options.model_nms_radius_px(meta, "raw") == 33.0 and options.model_nms_radius_px({}, "raw") is None
     with pytest.raises(ValueError, match="frame"):
         options.model_length_px(meta, "particle_radius", "training")

@@ -69,3 +69,10 @@ def model_length_px(metadata, key, frame):
     if value is None:
         return None
     return float(value) * (float(metadata.get("scale") or 1.0) if frame == "raw" else 1.0)
+
+
+def model_nms_radius_px(metadata, frame):
+    """A model's NMS radius in px of `frame` micrographs: the `nms_radius` it records, or for a
+    model trained before 5 December 2026 (none recorded) its particle radius, at which it was
+    validated. None when it records neither."""
+    return model_length_px(metadata, "nms_radius", frame) or model_length_px(metadata, "particle_radius", frame)

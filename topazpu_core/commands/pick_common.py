@@ -7,7 +7,8 @@ import dataclasses
 import os
 
 from topazpu_core.errors import TopazPuError
-from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, NMS_RADIUS_FACTOR, ORIENTATIONS, model_length_px
+from topazpu_core.options import (AUTO_PICKS_PER_PARTICLE, NMS_RADIUS_FACTOR, ORIENTATIONS, model_length_px,
+                                  model_nms_radius_px)
 
 
 def set_threads(threads):
@@ -66,9 +67,7 @@ def options_from_args(args, metadata, frame):
     "preprocessed" for `extract`); the defaults are the model's lengths in that frame."""
     from topazpu_core.picking import PickOptions
 
-    radius = args.nms_radius
-    if radius is None:  # models trained before 5 December 2026 record none: they validated at the particle radius
-        radius = model_length_px(metadata, "nms_radius", frame) or model_length_px(metadata, "particle_radius", frame)
+    radius = args.nms_radius if args.nms_radius is not None else model_nms_radius_px(metadata, frame)
     if radius is None:
         raise TopazPuError("%s: the model records no particle radius; give --nms-radius" % args.model)
     edge_margin = args.edge_margin
