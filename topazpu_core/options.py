@@ -40,10 +40,10 @@ AUTO_PICKS_PER_PARTICLE = 1.1
 # and `-t auto` threshold, as a multiple of the particle radius r (`nms_radius_for`). At r, a
 # weak model's second peak on the edge of a particle, 1-2 r from its centre, survives as a pick
 # of its own; at 1.25 r most of them are suppressed and two touching particles (centres 2 r
-# apart) are still both picked. Measured on saved sparse-protocol models (benchmarks/README.md):
-# apoferritin +0.012-0.015 AP with 200 labels and +0.022 with 50, beta-galactosidase within
-# 0.004, the ribosome unchanged; 1.5 r and more lose AP on beta-galactosidase. Picks are matched
-# to labels at r whatever the NMS radius.
+# apart) are still both picked. Sparse protocol, 3 seeds (benchmarks/README.md): apoferritin
+# 200 labels AP 0.685 -> 0.698 and 50 labels (seed 0) 0.593 -> 0.618, beta-galactosidase and
+# the ribosome unchanged (within 0.002), F1 at -t auto as close to the best F1 or closer; 1.5 r
+# and more lose AP on beta-galactosidase. Picks are matched to labels at r whatever the NMS radius.
 NMS_RADIUS_FACTOR = 1.25
 
 
