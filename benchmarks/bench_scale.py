@@ -45,6 +45,7 @@ sys.path.insert(0, HERE)
 from splits import data_root  # noqa: E402
 from topazpu_core.coordinates import Coordinates, read_coordinates, write_coordinates  # noqa: E402
 from topazpu_core.images import image_name, read_image, write_mrc  # noqa: E402
+from topazpu_core.options import model_nms_radius_px  # noqa: E402
 
 DATA = data_root()
 SOURCE = "empiar10146-apoferritin"
@@ -235,7 +236,7 @@ def train_models(work, data, threads):
     model, meta = load_model(model4)
     s = float(meta["scale"])
     save_model(model1, model, dict(meta, scale=1.0, particle_radius=meta["particle_radius"] * s,
-                                   edge_margin=meta["edge_margin"] * s))
+                                   nms_radius=model_nms_radius_px(meta, "raw"), edge_margin=meta["edge_margin"] * s))
     return model4, model1
 
 
@@ -290,7 +291,7 @@ def throughput_section(work, big, model4, threads):
     torch.set_num_threads(threads)
     model, meta = load_model(model4)
     scale = float(meta["scale"])
-    radius = float(meta["particle_radius"])
+    radius = model_nms_radius_px(meta, "preprocessed")  # as `pick` suppresses with this model
     times = {k: 0.0 for k in ("read", "downsample", "normalise", "score", "NMS")}
     images, samples = [], []
     rng = np.random.default_rng(0)

@@ -50,6 +50,7 @@ from topazpu_core.metrics import evaluate  # noqa: E402
 from topazpu_core.models import Classifier, score_map  # noqa: E402
 from topazpu_core.nms import non_maximum_suppression  # noqa: E402
 from topazpu_core.normalize import normalize_arrays  # noqa: E402
+from topazpu_core.options import model_nms_radius_px  # noqa: E402
 from topazpu_core.preprocessing import preprocess_images  # noqa: E402
 
 QUALITY_WORK = os.path.join(tempfile.gettempdir(), "topazpu_bench_quality", "apoferritin")
@@ -143,7 +144,7 @@ def strided_vs_dense(model, meta, opts):
     d = DATASETS["apoferritin"]
     split = make_split(d, opts.seed, root=opts.data)
     scale = float(meta.get("scale", d.scale))
-    radius = float(meta["particle_radius"])
+    radius = model_nms_radius_px(meta, "preprocessed")  # as `extract` picks with this model
     named = [(p["image_name"], a) for a, p in preprocess_images(split.val_paths, scale,
                                                                method=meta.get("normalization", "gmm"),
                                                                progress=False)]
