@@ -6,7 +6,7 @@ epoch on half A (its AP there, A's targets as the validation set), and that epoc
 half B. Rules: the highest AP on A (argmax), the shipped rule (`training.keeps_epoch`: the latest
 epoch within the AP's sampling noise of the highest), the last epoch. With `--compare MODEL.pt`
 (e.g. the sparse-protocol model of the same seed: the same training without validation, its
-weights the mean of epochs 11-20), that model is scored on the same B halves.
+weights the mean of the later epochs), that model is scored on the same B halves.
 
     python benchmarks/epoch_choice.py WORK/apoferritin/topazpu WORK/apoferritin/split \
         [--compare WORK2/apoferritin/topazpu_sparse/model.pt]
@@ -24,9 +24,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from epoch_ap import held_out  # noqa: E402
 from topazpu_core.checkpoint import load_model  # noqa: E402
-from topazpu_core.coordinates import read_coordinates  # noqa: E402
-from topazpu_core.images import image_name, list_images, read_image  # noqa: E402
 from topazpu_core.metrics import evaluate  # noqa: E402
 from topazpu_core.options import model_nms_radius_px  # noqa: E402
 from topazpu_core.picking import PickOptions, pick_images  # noqa: E402
@@ -45,8 +44,7 @@ def main():
     p.add_argument("split", help="its split folder (val_targets.pre.txt)")
     p.add_argument("--compare", help="another model to score on the same halves")
     args = p.parse_args()
-    targets = read_coordinates(os.path.join(args.split, "val_targets.pre.txt"))
-    images = [(image_name(f), read_image(f)) for f in list_images(os.path.join(args.run, "pre_val.txt"))]
+    targets, images = held_out(args.run, args.split)
     names = sorted(targets.image_names())
     counts = {n: len(c) for n, c in targets.by_image().items()}
     by_epoch = {}

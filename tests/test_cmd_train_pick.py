@@ -4,6 +4,7 @@ One small model is trained once per test session (3 micrographs train, the 4th i
 and shared. The tests assert a quality floor on the held-out micrograph, exact
 reproducibility with a seed, exact resume after an interruption, and clear errors.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from topazpu_core.checkpoint import checkpoint_dir, load_model
 from topazpu_core.coordinates import read_coordinates, write_coordinates
 from topazpu_core.images import image_name
 from topazpu_core.metrics import evaluate, match_picks
-from topazpu_core.training import averaged_weights
+from topazpu_core.training import TrainConfig, averaged_weights, averaging_start
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -131,6 +132,7 @@ def test_every_epoch_checkpoint_is_a_model(trained, tmp_path):
     meta = json.load(open(d / "model.json"))
     folder = checkpoint_dir(str(d / "model.pt"))
     # with validation too, the model is the mean of the weights of the second half of the epochs
+    # (hundreds of labels, 8 x 50 updates: each label is the centre of 8 tiles only after the middle)
     assert meta["averaged_epochs"] == [5, 8] and meta["epochs_trained"] == 8 and meta["val_ap"] is not None
     final, _ = load_model(str(d / "model.pt"))
     mean = averaged_weights(str(d / "model.pt"), 4, 7)
@@ -150,6 +152,16 @@ def test_every_epoch_checkpoint_is_a_model(trained, tmp_path):
     for a, b in (("final", "best"), ("final", "first"), ("best", "first")):
         assert len(outs[a]) and len(outs[b])
         assert not (len(outs[a]) == len(outs[b]) and np.allclose(outs[a].score, outs[b].score)), (a, b)
+
+
+def test_mean_weights_start_earlier_with_fewer_labels():
+    config = TrainConfig(particle_radius=8.0)  # 100 updates of 8 tiles per epoch: 400 centred on a label
+    starts = [averaging_start(20, n, config) for n in (10, 50, 200, 499, 500, 1292)]
+    assert starts == [0, 1, 4, 9, 10, 10]  # epochs 1-20, 2-20, 5-20, 10-20, then the second half
+    assert averaging_start(10, 200, config) == 4 and averaging_start(1, 200, config) == 0
+    # fewer updates per epoch: the labels take more epochs to be seen 8 times each
+    assert averaging_start(20, 50, dataclasses.replace(config, epoch_size=25)) == 4
+    assert averaging_start(20, 50, dataclasses.replace(config, epoch_size=10, tiles_per_batch=4)) == 10
 
 
 def test_patience_stops_early_and_keeps_the_best_epoch(trained, tmp_path):

@@ -4,7 +4,8 @@ One epoch = `epoch_size` Adam steps on dense tile minibatches (sampling.TileSamp
 epoch is checkpointed so `resume=True` continues exactly: the sampler's random stream for epoch e
 is seeded by (seed, e), so an interrupted epoch replays identically. Each checkpoint also holds
 that epoch's model metadata, so `pick`/`extract` can use it. The final model is the mean of the
-weights of the second half of the epochs (`finish`), with or without validation. With
+weights of the later epochs (`finish`, from `averaging_start`: the second half from 500 labels
+on, more of the epochs with fewer labels), with or without validation. With
 validation, each epoch also picks the validation micrographs (score, NMS, match, AP at the
 particle radius; picks at the NMS radius `pick` uses by default, options.NMS_RADIUS_FACTOR x the
 particle radius) for the training curve and its best epoch (the latest one within the AP's
@@ -594,9 +595,30 @@ def kept_weights(meta):
     return "weights of epoch %d" % meta["epoch"]
 
 
+# The final model averages the epochs from the one after which each label has been the centre of
+# this many training tiles (on average), and at least the second half of them (`averaging_start`).
+AVERAGE_AFTER_TILES_PER_LABEL = 8
+
+
+def averaging_start(epochs, n_labels, config):
+    """First epoch (0-based) of the final model's mean weights: the epoch by which each label has
+    been the centre of AVERAGE_AFTER_TILES_PER_LABEL training tiles on average (half of each
+    batch's tiles are centred on a label), and at the latest the middle of training.
+
+    With few labels the network has learned them within the first epochs and then memorises
+    them, so that an average over more epochs generalises better; with many, the early epochs
+    are still learning. Measured (benchmarks/epoch_ap.py --windows, the true AP of the mean
+    weights of epochs k-20; benchmarks/README.md): apoferritin 50 labels best from epoch 1-3,
+    200 labels from 3-5, all 1,292 labels from 13-15; beta-galactosidase 50 labels flat, 200
+    from 5, 500 from 11-15. With the default 100 updates of 8 tiles per epoch this averages
+    epochs 2-20 at 50 labels, 5-20 at 200 and 11-20 from 500 labels on."""
+    per_epoch = config.epoch_size * (config.tiles_per_batch // 2)
+    return min(epochs // 2, int(AVERAGE_AFTER_TILES_PER_LABEL * n_labels // max(1, per_epoch)))
+
+
 def finish(trainer, model_path):
-    """Write the final model: the mean of the weights of the second half of the epochs trained
-    (`averaged_weights`; one epoch: its own weights), validated like an epoch when there is
+    """Write the final model: the mean of the weights of the epochs trained from `averaging_start`
+    on (`averaged_weights`; one epoch: its own weights), validated like an epoch when there is
     validation, else given the threshold of its training micrographs; or, when `patience`
     stopped training early, the best epoch's checkpoint (the user asked validation to choose).
     With sparse labels the picks change from epoch to epoch by a few points of AP at the end of
@@ -610,7 +632,7 @@ def finish(trainer, model_path):
         best, meta = load_model(checkpoint_path(model_path, trainer.best["epoch"]))
         trainer.model.load_state_dict(best.state_dict())
     elif epochs >= 2:
-        averaged = (epochs // 2, epochs - 1)
+        averaged = (averaging_start(epochs, trainer.n_labels, config), epochs - 1)
         trainer.model.load_state_dict(averaged_weights(model_path, *averaged))
     trainer.model.eval()
     if meta is None:  # validated like an epoch (no result without validation)

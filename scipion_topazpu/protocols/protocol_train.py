@@ -38,12 +38,13 @@ class TopazPuProtTrain(ProtParticles):
     here first. Only micrographs with at least one coordinate are used. Optionally the
     training runs twice (self-training): a first model learns from the labels, its best picks
     on the training micrographs join the labels, and the final model learns from both. In
-    each round every label trains and the model is the mean of the weights of the second half
-    of the epochs.
+    each round every label trains and the model is the mean of the weights of the later
+    epochs (all but the first with 50 labels, from the 5th of 20 with 200, the second half from
+    500 labels on).
     A part of the labels (or of the micrographs, or a separate set) can instead be held out
     to validate (average precision of the picks against the held-out labels, estimated when
     they are sparse): each epoch for the training curve, and the final model, still the mean
-    weights of the second half of the epochs, for its estimate and threshold. The suggested score threshold
+    weights of the later epochs, for its estimate and threshold. The suggested score threshold
     is the one at which the model picks 1.1 x the expected particles per micrograph.
 
     "Continue" resumes from the last finished epoch (e.g. after a failure, or with more
@@ -87,7 +88,8 @@ class TopazPuProtTrain(ProtParticles):
                       display=params.EnumParam.DISPLAY_LIST,
                       label='Validate on',
                       help='none (default): every label trains; the model is the mean of the weights of the '
-                           'second half of the epochs. With a few hundred '
+                           'later epochs (the second half from 500 labels on, more of them with fewer labels). '
+                           'With a few hundred '
                            'labels clicked here and there, held-out labels estimate the average precision too '
                            'noisily to choose an epoch, and the training loses them (apoferritin, 200 labels: '
                            'AP 0.686 with every label, 0.635 with a fifth held out and the best epoch).\n'

@@ -6,7 +6,9 @@ first model trains on the labels (MODEL.round1.pt); its best picks on each train
 0.8 x the expected particles not labelled, join the labels, and MODEL.pt trains from the start
 on both (3 seeds, same training time: apoferritin AP +0.05 with 50 labels, +0.01 with 200;
 beta-galactosidase -0.02 with 50 labels: off by default). In each round every label trains
-and the model is the mean of the weights of the second half of the epochs: with a few hundred
+and the model is the mean of the weights of the later epochs (from the epoch by which each
+label has been the centre of 8 training tiles, at the latest the middle: epochs 2-20 with 50
+labels, 5-20 with 200, 11-20 from 500 on; `averaged_epochs` in MODEL.json): with a few hundred
 sparse labels, held-out labels estimate the AP too noisily to choose an epoch (+-0.07 with 40
 of them) and cost the training those labels (apoferritin, 200 labels, one round: AP 0.686 with
 every label, 0.635 with 20 % held out and the best epoch; benchmarks/README.md).
@@ -17,7 +19,7 @@ as the training ones: assuming they are a random sample of the particles and -n 
 validation AP is an estimate of the AP on fully labelled micrographs. After each epoch the
 model picks the validation micrographs (the training curve, and `best_epoch` in MODEL.json);
 the model written to -o MODEL.pt (plus MODEL.json, MODEL.training.tsv/.png) is the mean of the
-weights of the second half of the epochs all the same, validated for its AP estimate and
+weights of those epochs all the same, validated for its AP estimate and
 threshold: on fully labelled validation micrographs it scored 0.006 AP above the best epoch
 chosen on them (apoferritin and beta-galactosidase, 2 seeds each, benchmarks/epoch_choice.py).
 MODEL.checkpoints/epochNNN.pt (NNN from 000 = epoch 1; MODEL.round1.checkpoints/ for the first round) resume training and are
@@ -53,7 +55,7 @@ def add_args(p):
     g.add_argument("--val-labels", type=float, default=0,
                    help="fraction of the labels held out for validation when no test set, -k or --val-fraction "
                         "is given; their micrographs stay in training (default: 0 = every label trains, no "
-                        "validation, the model is the mean weights of the second half of the epochs)")
+                        "validation, the model is the mean weights of the later epochs)")
     g = p.add_argument_group("labels and prior")
     g.add_argument("-n", "--num-particles", type=float, help="expected particles per micrograph (sets pi)")
     g.add_argument("--pi", type=float, help="positive fraction of pixels (instead of -n)")
@@ -90,7 +92,7 @@ def add_args(p):
     g.add_argument("--tile-size", type=int, help="tile side in px (default: receptive field + 24 strides)")
     g.add_argument("--patience", type=int,
                    help="with validation: stop after N epochs without a new best epoch and keep the best epoch "
-                        "(default: off: every epoch trains, the model is the mean weights of the second half)")
+                        "(default: off: every epoch trains, the model is the mean weights of the later epochs)")
     g.add_argument("--seed", type=int, default=0, help="random seed: sampling, initialisation, splits (default: 0)")
     g = p.add_argument_group("runtime and output")
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: 0 = torch's choice)")
