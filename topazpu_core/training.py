@@ -24,9 +24,10 @@ labels alone; its highest-scoring picks on each training micrograph away from th
 a new network from the start on both. With few labels this is where PU learning gains most: the
 first model ranks the particles it has never seen well enough that its top picks are mostly
 particles, and the second model learns from ten to twenty times more examples. Measured
-(benchmarks/README.md, f = 0.8, AP on micrographs never trained on, 3 seeds): apoferritin +0.05
-with 50 labels and +0.01 with 200, but beta-galactosidase -0.02 with 50 labels and -0.035 with
-500, hence not a default.
+(benchmarks/README.md, f = 0.8, AP on micrographs never trained on): apoferritin 50 labels
+0.667 against 0.630 in one round (3 seeds), but beta-galactosidase 50 labels 0.731 against 0.774
+(seed 0; -0.02 over 3 seeds and -0.035 at 500 labels with the averaging of epochs 11-20), hence
+not a default.
 
 Validation with sparse labels. The validation labels may be as sparse as the training ones:
 held-out micrographs with a few of their particles labelled, or held-out LABELS on the

@@ -179,8 +179,8 @@ class TopazPuProtTrain(ProtParticles):
                       help='Self-training: a first model is trained on the labels; its best picks on each '
                            'training micrograph, this share of the expected particles that are not labelled, '
                            'are added to the labels and the final model is trained again from the start on '
-                           'both, each round with half the epochs. With 0.8 and 50 labels the AP rose by 0.05 '
-                           'on apoferritin but fell by 0.02 on beta-galactosidase: compare both models on '
+                           'both, each round with half the epochs. With 0.8 and 50 labels the AP rose by 0.04 '
+                           'on apoferritin but fell by 0.04 on beta-galactosidase: compare both models on '
                            'your data. 0: one round on the labels only.')
         form.addParam('epochSize', params.IntParam, default=0, validators=[params.GE(0)],
                       expertLevel=params.LEVEL_ADVANCED, label='Updates per epoch (0 = auto)',
