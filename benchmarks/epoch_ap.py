@@ -36,10 +36,14 @@ def held_out(run, split):
     return targets, images
 
 
-def score(model, meta, images, targets):
+def model_picks(model, meta, images):
+    """Every peak of `model` on the preprocessed `images`, picked as `extract` picks with it by default."""
     options = PickOptions(radius=model_nms_radius_px(meta, "preprocessed"), edge_margin=meta["edge_margin"])
-    return evaluate(pick_images(model, images, options), targets, meta["particle_radius"],
-                    images=targets.image_names())
+    return pick_images(model, images, options)
+
+
+def score(model, meta, images, targets):
+    return evaluate(model_picks(model, meta, images), targets, meta["particle_radius"], images=targets.image_names())
 
 
 def main():

@@ -24,18 +24,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from epoch_ap import held_out  # noqa: E402
+from epoch_ap import held_out, model_picks  # noqa: E402
 from topazpu_core.checkpoint import load_model  # noqa: E402
 from topazpu_core.metrics import evaluate  # noqa: E402
-from topazpu_core.options import model_nms_radius_px  # noqa: E402
-from topazpu_core.picking import PickOptions, pick_images  # noqa: E402
 from topazpu_core.training import keeps_epoch  # noqa: E402
 
 
 def picks_of(path, images):
     model, meta = load_model(path)
-    options = PickOptions(radius=model_nms_radius_px(meta, "preprocessed"), edge_margin=meta["edge_margin"])
-    return pick_images(model, images, options), meta["particle_radius"], meta
+    return model_picks(model, meta, images), meta["particle_radius"], meta
 
 
 def main():

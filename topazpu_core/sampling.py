@@ -16,6 +16,11 @@ from topazpu_core.errors import TopazPuError
 from topazpu_core.nms import disk_offsets
 
 
+def label_centred_tiles(n_tiles):
+    """How many of a batch of `n_tiles` tiles the sampler centres on a labelled particle (half)."""
+    return n_tiles // 2
+
+
 def disk_pixels(radius):
     """Number of pixels labelled positive around one centre (29 at radius 3, 13 at radius 2)."""
     return len(disk_offsets(radius)[0])
@@ -149,7 +154,7 @@ class TileSampler:
         n_out = (t - 2 * self.offset - 1) // self.stride + 1
         xs = np.empty((n_tiles, t, t), dtype=np.float32)
         ys = np.empty((n_tiles, n_out, n_out), dtype=bool)
-        n_pos = n_tiles // 2
+        n_pos = label_centred_tiles(n_tiles)
         for i in range(n_tiles):
             if i < n_pos:
                 idx = rng.choice(len(self.images), p=self.label_weights)

@@ -69,8 +69,8 @@ from topazpu_core.losses import autoencoder_loss, pu_objective
 from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, DEFAULT_EPOCHS, OBJECTIVES, nms_radius_for
 from topazpu_core.models import Classifier, Decoder
 from topazpu_core.progress import progress_bar
-from topazpu_core.sampling import (TileSampler, disk_pixels, labelled_pixel_count, pi_from_particles,
-                                   unlabelled_positive_fraction)
+from topazpu_core.sampling import (TileSampler, disk_pixels, label_centred_tiles, labelled_pixel_count,
+                                   pi_from_particles, unlabelled_positive_fraction)
 
 logger = logging.getLogger(__name__)
 
@@ -603,8 +603,9 @@ AVERAGE_AFTER_TILES_PER_LABEL = 8
 
 def averaging_start(epochs, n_labels, config):
     """First epoch (0-based) of the final model's mean weights: the epoch by which each label has
-    been the centre of AVERAGE_AFTER_TILES_PER_LABEL training tiles on average (half of each
-    batch's tiles are centred on a label), and at the latest the middle of training.
+    been the centre of AVERAGE_AFTER_TILES_PER_LABEL training tiles on average (the sampler
+    centres `sampling.label_centred_tiles` of each batch on a label), and at the latest the
+    middle of training.
 
     With few labels the network has learned them within the first epochs and then memorises
     them, so that an average over more epochs generalises better; with many, the early epochs
@@ -615,7 +616,7 @@ def averaging_start(epochs, n_labels, config):
     epochs 2-20 at 50 labels, 5-20 at 200 and 11-20 from 500 labels on. The exception: the
     ribosome's 252 (incomplete) labels, whose AP against them is highest from epoch 14 (0.009
     lower at 6-20 than at 11-20) at the same best F1."""
-    per_epoch = config.epoch_size * (config.tiles_per_batch // 2)
+    per_epoch = config.epoch_size * label_centred_tiles(config.tiles_per_batch)
     return min(epochs // 2, int(AVERAGE_AFTER_TILES_PER_LABEL * n_labels // max(1, per_epoch)))
 
 
