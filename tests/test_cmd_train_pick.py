@@ -18,7 +18,7 @@ from topazpu_core.checkpoint import checkpoint_dir, load_model
 from topazpu_core.coordinates import read_coordinates, write_coordinates
 from topazpu_core.images import image_name
 from topazpu_core.metrics import evaluate, match_picks
-from topazpu_core.training import TrainConfig, averaged_weights, averaging_start
+from topazpu_core.training import TrainConfig, averaged_weights, averaging_start, intensity_jitter_for
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -250,6 +250,18 @@ def test_every_particle_labelled_trains_as_pn(trained, tmp_path, capsys):
     assert meta["labelled_fraction"] >= meta["pi"]
     assert "every expected particle is labelled, so GE-binomial trains as PN" in capsys.readouterr().err
     assert json.load(open(d / "model.json"))["objective_trained"] == "GE-binomial"  # -n 200: labels ~150
+    # 'auto' jitters the tiles only while the labels cover less than half the expected particles
+    assert meta["intensity_jitter"] == "auto" and meta["intensity_jitter_applied"] == 0.0
+    assert json.load(open(d / "model.json"))["intensity_jitter_applied"] == 0.0  # ~150 of 200 labelled
+
+
+def test_intensity_jitter_auto_follows_the_labelled_share():
+    """'auto': 0.2 while the labels cover less than half the expected positive fraction (50 or 200
+    sparse labels), 0 from half on (every particle of a few micrographs labelled); numbers as given."""
+    pi = 0.05
+    assert [intensity_jitter_for("auto", pi, share * pi) for share in (0.01, 0.14, 0.49, 0.5, 0.88, 1.2)] == \
+        [0.2, 0.2, 0.2, 0.0, 0.0, 0.0]
+    assert intensity_jitter_for(0.1, pi, 0.9 * pi) == 0.1 and intensity_jitter_for(0, pi, 0.01 * pi) == 0.0
 
 
 def test_pseudo_labels_train_a_second_model_on_the_first_ones_picks(trained, tmp_path):
@@ -319,6 +331,10 @@ def test_training_errors_are_clear(trained, tmp_path, capsys):
         cli.main(["train", "--train-images", str(d / "train_list.txt"), "--train-targets", str(d / "train.txt"),
                   "--pi", "1.5", *TRAIN_ARGS[2:], "-o", str(tmp_path / "m.pt")])
     assert "(0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--train-images", str(d / "train_list.txt"), "--train-targets", str(d / "train.txt"),
+                  "--intensity-jitter", "strong", *TRAIN_ARGS, "-o", str(tmp_path / "m.pt")])
+    assert "--intensity-jitter 'strong'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--train-images", str(d / "train_list.txt"), "--train-targets", str(d / "train.txt"),
                   "--label-radius", "60", *TRAIN_ARGS, "-o", str(tmp_path / "m.pt")])

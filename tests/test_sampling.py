@@ -64,3 +64,26 @@ def test_tile_sampler_labels_follow_augmentation():
         oy, ox = np.nonzero(ys[0])
         for j, i in zip(oy, ox):
             assert t[7 + 4 * j, 7 + 4 * i] == 1.0  # label centres land on particle pixels
+
+
+
+def test_intensity_jitter_is_an_affine_change_of_each_tile_within_its_bounds():
+    """With jitter a, every tile is the unjittered tile times exp(u) plus v, |u|, |v| <= a, drawn
+    per tile; the tiles' places and labels are those drawn without jitter."""
+    img = np.random.default_rng(5).normal(size=(90, 110)).astype(np.float32)
+    centres = [np.array([[50.0, 40.0], [20.0, 70.0]])]
+    plain = sampling.TileSampler([img], 3, centres, tile_size=40, grid=(4, 7))
+    jittered = sampling.TileSampler([img], 3, centres, tile_size=40, grid=(4, 7), intensity_jitter=0.2)
+    xs0, ys0 = plain.sample(8, np.random.default_rng(1))
+    xs1, ys1 = jittered.sample(8, np.random.default_rng(1))
+    assert np.array_equal(ys0, ys1)
+    gains, shifts = [], []
+    for x0, x1 in zip(xs0, xs1):
+        (gain, shift), *_ = np.linalg.lstsq(np.stack([x0.ravel(), np.ones(x0.size)], 1), x1.ravel(), rcond=None)
+        np.testing.assert_allclose(gain * x0 + shift, x1, atol=1e-5)
+        gains.append(gain)
+        shifts.append(shift)
+    assert np.all(np.abs(np.log(gains)) <= 0.2 + 1e-6) and np.all(np.abs(shifts) <= 0.2 + 1e-6)
+    assert np.std(np.log(gains)) > 0.02 and np.std(shifts) > 0.02  # a draw per tile, not one per batch
+    with pytest.raises(TopazPuError, match="intensity jitter"):
+        sampling.TileSampler([img], 3, centres, tile_size=40, grid=(4, 7), intensity_jitter=1.5)

@@ -6,8 +6,8 @@ particles per micrograph: pi = n * disk_pixels(radius) / pixels per micrograph, 
 counted in 2-D (29 pixels at radius 3).
 
 Training is dense: a minibatch is a stack of square tiles cut from the micrographs, each
-rotated by a multiple of 90 degrees and maybe flipped, and the network's whole output grid on
-each tile is used. Half the tiles are placed so that they contain a random labelled particle
+rotated by a multiple of 90 degrees, maybe flipped, and with its contrast and brightness jittered
+(`intensity_jitter`), and the network's whole output grid on each tile is used. Half the tiles are placed so that they contain a random labelled particle
 (so every batch has positives even with 10 labels), the other half uniformly.
 """
 import numpy as np
@@ -101,9 +101,17 @@ class TileSampler:
     of labelled particles per image. label_radius (px): each tile's labels are computed from the
     centres near it, exactly as `label_map` would mark them, so no full-size label map is kept.
     `grid` = (stride, offset): output j of a tile is centred on tile pixel offset + stride * j.
+    intensity_jitter = a: each tile's values are multiplied by exp(u) and shifted by v, u and v
+    drawn uniformly from [-a, a] (the images are normalised, so v is in units of their spread).
+    Micrographs differ in contrast after normalisation (ice thickness, defocus); beta-galactosidase
+    micrograph 15_30_21, with a spread 0.86 x the others', scored 0.68 AP held out with 50 labels
+    and 0.75 with a = 0.2.
     """
 
-    def __init__(self, images, label_radius, centres, tile_size, grid):
+    def __init__(self, images, label_radius, centres, tile_size, grid, intensity_jitter=0.0):
+        if not 0 <= intensity_jitter < 1:
+            raise TopazPuError("intensity jitter %g: a number in [0, 1)" % intensity_jitter)
+        self.intensity_jitter = float(intensity_jitter)
         self.images, self.centres = images, centres
         self.tile = int(tile_size)
         self.stride, self.offset = grid
@@ -175,4 +183,8 @@ class TileSampler:
             xs[i] = img
             o, s = self.offset, self.stride
             ys[i] = lab[o:o + s * n_out:s, o:o + s * n_out:s]
+        a = self.intensity_jitter
+        if a:  # drawn after the tiles, so the tiles and labels are those drawn without jitter
+            xs *= np.exp(rng.uniform(-a, a, n_tiles)).astype(np.float32)[:, None, None]
+            xs += rng.uniform(-a, a, n_tiles).astype(np.float32)[:, None, None]
         return xs, ys
