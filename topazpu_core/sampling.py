@@ -6,9 +6,10 @@ particles per micrograph: pi = n * disk_pixels(radius) / pixels per micrograph, 
 counted in 2-D (29 pixels at radius 3).
 
 Training is dense: a minibatch is a stack of square tiles cut from the micrographs, each
-rotated by a multiple of 90 degrees, maybe flipped, and with its contrast and brightness jittered
-(`intensity_jitter`), and the network's whole output grid on each tile is used. Half the tiles are placed so that they contain a random labelled particle
-(so every batch has positives even with 10 labels), the other half uniformly.
+rotated by a multiple of 90 degrees, maybe flipped, maybe jittered in contrast and brightness
+(`intensity_jitter`), and the network's whole output grid on each tile is used. Half the tiles
+are placed so that they contain a random labelled particle (so every batch has positives even
+with 10 labels), the other half uniformly.
 """
 import numpy as np
 
@@ -105,7 +106,7 @@ class TileSampler:
     drawn uniformly from [-a, a] (the images are normalised, so v is in units of their spread).
     Micrographs differ in contrast after normalisation (ice thickness, defocus); beta-galactosidase
     micrograph 15_30_21, with a spread 0.86 x the others', scored 0.68 AP held out with 50 labels
-    and 0.75 with a = 0.2.
+    and 0.74 with a = 0.2 (training.intensity_jitter_for says when it applies).
     """
 
     def __init__(self, images, label_radius, centres, tile_size, grid, intensity_jitter=0.0):

@@ -53,7 +53,7 @@ import logging
 import math
 import os
 import time
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
@@ -101,7 +101,7 @@ class TrainConfig:
     learning_rate: float = 1e-3  # peak; cosine decay to 1% over all epochs after a short warm-up
     tile_size: Optional[int] = None  # None -> receptive field + 24 strides
     tiles_per_batch: int = 8
-    intensity_jitter: object = "auto"  # tile contrast x exp(u), brightness + v, u, v in [-a, a]; see intensity_jitter_for
+    intensity_jitter: Union[str, float] = "auto"  # a number, or 'auto': see intensity_jitter_for
     epochs: int = DEFAULT_EPOCHS  # in all: with self-training, half in each round
     epoch_size: int = 100
     patience: Optional[int] = None  # early stop after this many epochs without a kept epoch; None = off

@@ -38,9 +38,10 @@ class TopazPuProtTrain(ProtParticles):
     here first. Only micrographs with at least one coordinate are used. Optionally the
     training runs twice (self-training): a first model learns from the labels, its best picks
     on the training micrographs join the labels, and the final model learns from both. In
-    each round every label trains, on tiles rotated, mirrored and jittered in contrast and
-    brightness, and the model is the mean of the weights of the later epochs (all but the
-    first with 50 labels, from the 5th of 20 with 200, the second half from 500 labels on).
+    each round every label trains, on tiles rotated, mirrored and (while the labels cover less
+    than half the expected particles) jittered in contrast and brightness, and the model is the
+    mean of the weights of the later epochs (all but the first with 50 labels, from the 5th of
+    20 with 200, the second half from 500 labels on).
     A part of the labels (or of the micrographs, or a separate set) can instead be held out
     to validate (average precision of the picks against the held-out labels, estimated when
     they are sparse): each epoch for the training curve, and the final model, still the mean
