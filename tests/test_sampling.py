@@ -66,7 +66,6 @@ def test_tile_sampler_labels_follow_augmentation():
             assert t[7 + 4 * j, 7 + 4 * i] == 1.0  # label centres land on particle pixels
 
 
-
 def test_intensity_jitter_is_an_affine_change_of_each_tile_within_its_bounds():
     """With jitter a, every tile is the unjittered tile times exp(u) plus v, |u|, |v| <= a, drawn
     per tile; the tiles' places and labels are those drawn without jitter."""

@@ -9,9 +9,9 @@ round; beta-galactosidase 50 labels 0.731 against 0.774 (seed 0), both before --
 off by default). In each round every label trains, on tiles rotated, mirrored and, while the
 labels cover less than half the expected particles, jittered in contrast and brightness
 (--intensity-jitter), and the model is the mean of the weights of the later epochs (from the
-epoch by which each label has been the centre of 8 training tiles, at the latest the middle: epochs 2-20 with 50
-labels, 5-20 with 200, 11-20 from 500 on; `averaged_epochs` in MODEL.json): with a few hundred
-sparse labels, held-out labels estimate the AP too noisily to choose an epoch (+-0.07 with 40
+epoch by which each label has been the centre of 8 training tiles, at the latest the middle:
+epochs 2-20 with 50 labels, 5-20 with 200, 11-20 from 500 on; `averaged_epochs` in MODEL.json):
+with a few hundred sparse labels, held-out labels estimate the AP too noisily to choose an epoch (+-0.07 with 40
 of them) and cost the training those labels (apoferritin, 200 labels, one round: AP 0.686 with
 every label, 0.635 with 20 % held out and the best epoch; benchmarks/README.md).
 Validation, when asked for: --test-images/--test-targets, or -k/--fold, or a random
@@ -113,6 +113,16 @@ def add_args(p):
     g.add_argument("-o", "--output", required=True, help="model file to write (MODEL.pt)")
 
 
+def number_or_auto(flag, value, accepted):
+    """'auto' as it is, else `value` as a float; a clear error naming `flag` otherwise."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise TopazPuError("%s %r: %s or 'auto'" % (flag, value, accepted))
+
+
 def main(args):
     from topazpu_core.sampling import split_micrographs
     from topazpu_core.training import TrainConfig, fit, kept_weights, label_holdout, load_micrographs
@@ -122,16 +132,8 @@ def main(args):
     device = torch_device(args.device)
     if args.num_particles is None and args.pi is None:
         raise TopazPuError("give -n (expected particles per micrograph) or --pi")
-    if args.autoencoder != "auto":
-        try:
-            float(args.autoencoder)
-        except ValueError:
-            raise TopazPuError("--autoencoder %r: a number or 'auto'" % args.autoencoder)
-    if args.intensity_jitter != "auto":
-        try:
-            args.intensity_jitter = float(args.intensity_jitter)
-        except ValueError:
-            raise TopazPuError("--intensity-jitter %r: a number in [0, 1) or 'auto'" % args.intensity_jitter)
+    autoencoder = number_or_auto("--autoencoder", args.autoencoder, "a number")
+    intensity_jitter = number_or_auto("--intensity-jitter", args.intensity_jitter, "a number in [0, 1)")
     train, info = load_micrographs(args.train_images, args.train_targets)
     validation = None
     if not any(len(m.x) for m in train):
@@ -171,9 +173,9 @@ def main(args):
     config = TrainConfig(
         particle_radius=args.particle_radius, method=args.objective, architecture=args.arch, units=args.units,
         label_radius=args.label_radius, n_per_micrograph=args.num_particles, pi=args.pi, slack=args.slack,
-        autoencoder=args.autoencoder if args.autoencoder == "auto" else float(args.autoencoder),
+        autoencoder=autoencoder,
         nnpu_beta=args.nnpu_beta, nnpu_gamma=args.nnpu_gamma, learning_rate=args.learning_rate,
-        tile_size=args.tile_size, tiles_per_batch=args.tiles_per_batch, intensity_jitter=args.intensity_jitter,
+        tile_size=args.tile_size, tiles_per_batch=args.tiles_per_batch, intensity_jitter=intensity_jitter,
         epochs=args.epochs,
         epoch_size=args.epoch_size, patience=args.patience, seed=args.seed, threads=args.threads or None,
         scale=args.scale if args.scale is not None else info.get("scale", 1.0),
