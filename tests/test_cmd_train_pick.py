@@ -255,6 +255,28 @@ def test_every_particle_labelled_trains_as_pn(trained, tmp_path, capsys):
     assert json.load(open(d / "model.json"))["intensity_jitter_applied"] == 0.0  # ~150 of 200 labelled
 
 
+def test_background_ring_is_recorded_and_leaves_ge_its_target(trained, tmp_path):
+    """--background-ring labels the ring around each label out to the NMS radius as background:
+    the model records its radius and share of the pixels, and GE's target among the unlabelled
+    pixels leaves those pixels out. Off by default."""
+    d, _, _ = trained
+    plain = json.load(open(d / "model.json"))
+    assert plain["background_ring"] is False and plain["background_radius"] == 0 and plain["background_fraction"] == 0
+    lab = plain["labelled_fraction"]
+    assert plain["pi_unlabelled"] == pytest.approx((plain["pi"] - lab) / (1 - lab), rel=1e-9)
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
+    args[args.index("--epochs") + 1] = "1"
+    args[args.index("--epoch-size") + 1] = "1"
+    run(*args, "--background-ring", "-o", tmp_path / "ring.pt")
+    meta = json.load(open(tmp_path / "ring.json"))
+    assert meta["background_ring"] is True and meta["background_radius"] == pytest.approx(1.25 * RADIUS / SCALE)
+    lab, bg = meta["labelled_fraction"], meta["background_fraction"]
+    assert 5 * lab < bg < 20 * lab  # (1.25 r)^2 / 3^2 - 1 disks' worth, less overlaps and edges
+    assert meta["pi_unlabelled"] == pytest.approx((meta["pi"] - lab) / (1 - lab - bg), rel=1e-9)
+    history = open(tmp_path / "ring.training.tsv").readline().split()
+    assert "background" in history  # the background term's mean is logged per epoch
+
+
 def test_intensity_jitter_auto_follows_the_labelled_share():
     """'auto': 0.2 while the labels cover less than half the expected positive fraction (50 or 200
     sparse labels), 0 from half on (every particle of a few micrographs labelled); numbers as given."""

@@ -24,6 +24,8 @@ def test_pi_golden():
 
 def test_unlabelled_fraction():
     assert sampling.unlabelled_positive_fraction(0.05, 0.01) == pytest.approx(0.04 / 0.99)
+    # background pixels hold no positive: the unlabelled positives are spread over fewer pixels
+    assert sampling.unlabelled_positive_fraction(0.05, 0.01, 0.09) == pytest.approx(0.04 / 0.90)
     with pytest.raises(TopazPuError, match="raise -n"):
         sampling.unlabelled_positive_fraction(0.01, 0.02)
 
@@ -86,3 +88,29 @@ def test_intensity_jitter_is_an_affine_change_of_each_tile_within_its_bounds():
     assert np.std(np.log(gains)) > 0.02 and np.std(shifts) > 0.02  # a draw per tile, not one per batch
     with pytest.raises(TopazPuError, match="intensity jitter"):
         sampling.TileSampler([img], 3, centres, tile_size=40, grid=(4, 7), intensity_jitter=1.5)
+
+
+def test_background_ring_labels_match_the_maps_inside_and_at_the_edges():
+    """A tile's labels are POSITIVE on label_map, BACKGROUND on background_map (the ring out to
+    the background radius, outside every label disk), UNLABELLED elsewhere, also where the tile
+    hangs over the image edge; a label disk wins over a neighbour's ring."""
+    H, W = 60, 70
+    x = np.array([20.0, 27.0, 2.0, 50.0])  # the first two 7 px apart: each inside the other's ring
+    y = np.array([30.0, 30.0, 3.0, 45.0])
+    lab = sampling.label_map((H, W), x, y, 3)
+    ring = sampling.background_map((H, W), x, y, 3, 10)
+    assert not (lab & ring).any()
+    assert ring[30, 16] and ring[36, 20] and not ring[30, 27] and lab[30, 27]  # the neighbour's centre stays positive
+    assert ring.sum() > 4 * lab.sum()
+    expected = lab.astype(np.int8) - ring.astype(np.int8)
+    img = np.zeros((H, W), np.float32)
+    s = sampling.TileSampler([img], 3, [np.stack([x, y], 1)], tile_size=24, grid=(4, 7), background_radius=10)
+    for y0, x0 in [(10, 5), (30, 40), (-6, -4), (45, 55)]:
+        _, got = s.cut(0, y0, x0)
+        rows = np.clip(np.arange(y0, y0 + 24), 0, H - 1)
+        cols = np.clip(np.arange(x0, x0 + 24), 0, W - 1)
+        np.testing.assert_array_equal(got, expected[np.ix_(rows, cols)])
+    assert {int(v) for v in np.unique(expected)} == {sampling.BACKGROUND, sampling.UNLABELLED, sampling.POSITIVE}
+    plain = sampling.TileSampler([img], 3, [np.stack([x, y], 1)], tile_size=24, grid=(4, 7))
+    np.testing.assert_array_equal(plain.cut(0, 10, 5)[1], lab[10:34, 5:29].astype(np.int8))
+    assert not sampling.background_map((H, W), x, y, 3, 3).any()  # no ring inside the label disk

@@ -100,6 +100,12 @@ def ge_binomial_loss(pos, unl, pi_u, slack=1.0, exact=False):
     return loss, {"loss": loss.item(), "bce_pos": bce.item(), "ge": ge.item(), "p_unl": probs.mean().item()}
 
 
+def background_loss(logits):
+    """BCE(B, 0): mean cross-entropy of the logits of pixels known to be background (the ring
+    around each label, `sampling.background_map`), added with weight 1 to every objective."""
+    return _bce_mean(logits, 0)
+
+
 def autoencoder_loss(image, reconstruction):
     """Mean squared reconstruction error per pixel."""
     return F.mse_loss(reconstruction, image)

@@ -1,6 +1,9 @@
 """Labels, the class prior pi, micrograph-level splits and the training tile sampler.
 
-Labels: every pixel within `radius` of a labelled centre is positive, all others unlabelled.
+Labels: every pixel within the label radius of a labelled centre is positive. The pixels around
+it out to the background radius (`background_map`; training uses the NMS radius, 1.25 x the
+particle radius), outside every label disk, are background: they lie on the labelled particle,
+off its centre, and no other particle's centre is that close. All others are unlabelled.
 pi (positive fraction over all pixels) comes from `--pi` or from the expected number of
 particles per micrograph: pi = n * disk_pixels(radius) / pixels per micrograph, with the disk
 counted in 2-D (29 pixels at radius 3).
@@ -15,6 +18,9 @@ import numpy as np
 
 from topazpu_core.errors import TopazPuError
 from topazpu_core.nms import disk_offsets
+
+# values of a training tile's label grid (TileSampler.sample)
+POSITIVE, UNLABELLED, BACKGROUND = 1, 0, -1
 
 
 def label_centred_tiles(n_tiles):
@@ -36,13 +42,15 @@ def pi_from_particles(n_per_micrograph, radius, pixels_per_micrograph):
     return pi
 
 
-def unlabelled_positive_fraction(pi, labelled_fraction):
-    """Fraction of positives among the unlabelled pixels, the target of the GE objectives."""
+def unlabelled_positive_fraction(pi, labelled_fraction, background_fraction=0.0):
+    """Fraction of positives among the unlabelled pixels, the target of the GE objectives: the
+    positives not labelled, (pi - labelled_fraction), among the pixels neither labelled nor
+    background (no positive lies in the background ring around a label)."""
     if labelled_fraction >= pi:
         raise TopazPuError(
             "the labels already cover %.4g of all pixels, at least the expected positive fraction pi = %.4g: "
             "raise -n/--pi or use --objective PN" % (labelled_fraction, pi))
-    return (pi - labelled_fraction) / (1.0 - labelled_fraction)
+    return (pi - labelled_fraction) / (1.0 - labelled_fraction - background_fraction)
 
 
 def _stamp(shape, rows, cols, disk):
@@ -65,6 +73,13 @@ def label_map(shape, x, y, radius):
 def labelled_pixel_count(shape, x, y, radius):
     """Number of True pixels of label_map(shape, x, y, radius) (one micrograph's map at a time)."""
     return int(label_map(shape, x, y, radius).sum())
+
+
+def background_map(shape, x, y, label_radius, background_radius):
+    """Boolean (H, W) map of the background ring: within `background_radius` of a centre and
+    not within `label_radius` of any (empty when background_radius <= label_radius)."""
+    ring = label_map(shape, x, y, background_radius)
+    return ring & ~label_map(shape, x, y, label_radius)
 
 
 def split_micrographs(names, n_labels, val_fraction=None, k_fold=None, fold=0, seed=0):
@@ -102,6 +117,8 @@ class TileSampler:
     of labelled particles per image. label_radius (px): each tile's labels are computed from the
     centres near it, exactly as `label_map` would mark them, so no full-size label map is kept.
     `grid` = (stride, offset): output j of a tile is centred on tile pixel offset + stride * j.
+    background_radius: pixels within it of a centre and outside every label disk are labelled
+    BACKGROUND, exactly as `background_map` marks them (0: no background ring).
     intensity_jitter = a: each tile's values are multiplied by exp(u) and shifted by v, u and v
     drawn uniformly from [-a, a] (the images are normalised, so v is in units of their spread).
     Micrographs differ in contrast after normalisation (ice thickness, defocus); beta-galactosidase
@@ -109,7 +126,7 @@ class TileSampler:
     and 0.74 with a = 0.2 (training.intensity_jitter_for says when it applies).
     """
 
-    def __init__(self, images, label_radius, centres, tile_size, grid, intensity_jitter=0.0):
+    def __init__(self, images, label_radius, centres, tile_size, grid, intensity_jitter=0.0, background_radius=0.0):
         if not 0 <= intensity_jitter < 1:
             raise TopazPuError("intensity jitter %g: a number in [0, 1)" % intensity_jitter)
         self.intensity_jitter = float(intensity_jitter)
@@ -123,7 +140,9 @@ class TileSampler:
             raise TopazPuError("no labelled particle falls inside any training micrograph")
         self.label_weights = counts / counts.sum()
         self._disk = disk_offsets(float(label_radius))
-        self._reach = int(np.floor(float(label_radius)))
+        self.background_radius = float(background_radius)
+        self._ring = disk_offsets(self.background_radius) if self.background_radius > label_radius else None
+        self._reach = int(np.floor(max(float(label_radius), self.background_radius)))
         self._rounded = []  # per image: rounded (rows, columns) of the centres, sorted by row
         for c in centres:
             c = np.asarray(c, dtype=np.float64).reshape(-1, 2)
@@ -133,14 +152,20 @@ class TileSampler:
             self._rounded.append((ry[order], rx[order]))
 
     def _region_labels(self, idx, y_lo, y_hi, x_lo, x_hi):
-        """label_map of image `idx` restricted to rows y_lo..y_hi, columns x_lo..x_hi (inclusive)."""
+        """Labels of image `idx` in rows y_lo..y_hi, columns x_lo..x_hi (inclusive), int8:
+        POSITIVE where label_map is True, BACKGROUND where background_map is, else UNLABELLED."""
         ry, rx = self._rounded[idx]
         r = self._reach
         a = np.searchsorted(ry, y_lo - r, side="left")
         b = np.searchsorted(ry, y_hi + r, side="right")
         cy, cx = ry[a:b], rx[a:b]
         near = (cx >= x_lo - r) & (cx <= x_hi + r)
-        return _stamp((y_hi - y_lo + 1, x_hi - x_lo + 1), cy[near] - y_lo, cx[near] - x_lo, self._disk)
+        shape, rows, cols = (y_hi - y_lo + 1, x_hi - x_lo + 1), cy[near] - y_lo, cx[near] - x_lo
+        positive = _stamp(shape, rows, cols, self._disk)
+        labels = np.where(positive, np.int8(POSITIVE), np.int8(UNLABELLED))
+        if self._ring is not None:
+            labels[_stamp(shape, rows, cols, self._ring) & ~positive] = BACKGROUND
+        return labels
 
     def cut(self, idx, y0, x0):
         """Tile of image `idx` with top-left corner (y0, x0) and its labels; rows and columns
@@ -158,11 +183,12 @@ class TileSampler:
         return np.asarray(im[np.ix_(yi, xi)], dtype=np.float32), lab[np.ix_(yi - y_lo, xi - x_lo)]
 
     def sample(self, n_tiles, rng):
-        """-> images (n, t, t) float32, labels (n, h, h) bool on the output grid."""
+        """-> images (n, t, t) float32, labels (n, h, h) int8 on the output grid (POSITIVE,
+        UNLABELLED, BACKGROUND)."""
         t = self.tile
         n_out = (t - 2 * self.offset - 1) // self.stride + 1
         xs = np.empty((n_tiles, t, t), dtype=np.float32)
-        ys = np.empty((n_tiles, n_out, n_out), dtype=bool)
+        ys = np.empty((n_tiles, n_out, n_out), dtype=np.int8)
         n_pos = label_centred_tiles(n_tiles)
         for i in range(n_tiles):
             if i < n_pos:
