@@ -1,9 +1,10 @@
 """Labels, the class prior pi, micrograph-level splits and the training tile sampler.
 
-Labels: every pixel within the label radius of a labelled centre is positive. The pixels around
-it out to the background radius (`background_map`; training uses the NMS radius, 1.25 x the
-particle radius), outside every label disk, are background: they lie on the labelled particle,
-off its centre, and no other particle's centre is that close. All others are unlabelled.
+Labels: every pixel within the label radius of a labelled centre is positive. With a background
+radius (`background_map`; `train --background-ring` uses the NMS radius, 1.25 x the particle
+radius; off by default) the pixels around it out to that radius, outside every label disk, are
+background: they lie on the labelled particle, off its centre, and no other particle's centre is
+that close. All others are unlabelled.
 pi (positive fraction over all pixels) comes from `--pi` or from the expected number of
 particles per micrograph: pi = n * disk_pixels(radius) / pixels per micrograph, with the disk
 counted in 2-D (29 pixels at radius 3).

@@ -304,11 +304,12 @@ def background_radius_for(config):
     1-2 r from a particle made 23 % of the top picks of a 50-label apoferritin model.
 
     Off by default. Measured (sparse protocol, benchmarks/README.md, AP with the ring against
-    without): apoferritin 200 labels 0.737 / 0.716 against 0.709 / 0.704 (seeds 0 / 1), 50 labels
-    0.662 against 0.643 (seed 0); but beta-galactosidase 500 labels 0.861 / 0.779 / 0.750 against
-    0.864 / 0.793 / 0.758, the ribosome 0.769 against 0.795 (recall of its labels 1.000 both) and
-    apoferritin with all labels 0.773 against 0.785 (seed 0). It helps where a weak model's second
-    picks on the edges of round, crowded particles are the problem, not in general."""
+    without, seeds 0 / 1 / 2): apoferritin 200 labels 0.737 / 0.716 / 0.738 against 0.709 / 0.704
+    / 0.724, 50 labels 0.662 / 0.663 / 0.683 against 0.643 / 0.649 / 0.671 (the gap between them
+    stays); but beta-galactosidase 500 labels 0.861 / 0.779 / 0.750 against 0.864 / 0.793 /
+    0.758, the ribosome 0.769 against 0.795 (recall of its labels 1.000 both) and apoferritin with
+    all labels 0.773 against 0.785 (seed 0). It helps where a weak model's second picks on the
+    edges of round, crowded particles are the problem, not in general."""
     return nms_radius_for(config.particle_radius) if config.background_ring else 0.0
 
 

@@ -71,9 +71,9 @@ def add_args(p):
                    help="label the ring around each labelled centre, out to the NMS radius (%g x "
                         "--particle-radius) and outside its label disk, as background: those pixels lie on the "
                         "labelled particle off its centre, and no other particle's centre is that close. It "
-                        "raised apoferritin's AP by 0.02-0.03 (50 and 200 labels), whose weak models pick the "
-                        "edges of particles, and lowered beta-galactosidase's by 0.01 (500 labels) and the "
-                        "ribosome's (default: off)" % NMS_RADIUS_FACTOR)
+                        "raised apoferritin's AP by 0.01-0.03 (50 and 200 labels, 3 seeds), whose weak models "
+                        "pick the edges of particles, and lowered beta-galactosidase's by 0.003-0.014 (500 "
+                        "labels) and the ribosome's (default: off)" % NMS_RADIUS_FACTOR)
     g = p.add_argument_group("objective")
     g.add_argument("--objective", choices=OBJECTIVES, default="GE-binomial", help="PU objective (default: GE-binomial)")
     g.add_argument("--slack", type=float, help="GE weight lambda (default: 10 for GE-KL, 1 for GE-binomial)")
