@@ -85,14 +85,18 @@ def test_load_micrographs_does_not_read_the_pixels(tmp_path):
     assert np.array_equal(micrographs[3].image, read_image(str(tmp_path / "mic03.mrc")))
 
 
-def test_labelled_pixel_count_equals_label_map():
+def test_label_pixel_counts_equal_the_maps():
     rng = np.random.default_rng(1)
     for _ in range(30):
         H, W = rng.integers(3, 80, size=2)
         n = int(rng.integers(0, 40))
         x, y = rng.uniform(-4, W + 4, n), rng.uniform(-4, H + 4, n)
         r = float(rng.choice([0, 1, 2.5, 3, 7]))
-        assert sampling.labelled_pixel_count((H, W), x, y, r) == sampling.label_map((H, W), x, y, r).sum()
+        rb = float(rng.choice([0, r, r * 1.25, r + 4]))
+        labelled, background = sampling.label_pixel_counts((H, W), x, y, r, rb)
+        assert labelled == sampling.label_map((H, W), x, y, r).sum()
+        assert background == sampling.background_map((H, W), x, y, r, rb).sum()
+        assert sampling.label_pixel_counts((H, W), x, y, r) == (labelled, 0)
 
 
 def test_tile_sampler_on_the_fly_labels_equal_label_maps():

@@ -71,16 +71,22 @@ def label_map(shape, x, y, radius):
     return _stamp(shape, np.rint(np.asarray(y)), np.rint(np.asarray(x)), disk_offsets(radius))
 
 
-def labelled_pixel_count(shape, x, y, radius):
-    """Number of True pixels of label_map(shape, x, y, radius) (one micrograph's map at a time)."""
-    return int(label_map(shape, x, y, radius).sum())
-
-
-def background_map(shape, x, y, label_radius, background_radius):
+def background_map(shape, x, y, label_radius, background_radius, labelled=None):
     """Boolean (H, W) map of the background ring: within `background_radius` of a centre and
-    not within `label_radius` of any (empty when background_radius <= label_radius)."""
-    ring = label_map(shape, x, y, background_radius)
-    return ring & ~label_map(shape, x, y, label_radius)
+    not within `label_radius` of any (empty when background_radius <= label_radius).
+    `labelled`: label_map(shape, x, y, label_radius) when the caller has it already."""
+    if labelled is None:
+        labelled = label_map(shape, x, y, label_radius)
+    return label_map(shape, x, y, background_radius) & ~labelled
+
+
+def label_pixel_counts(shape, x, y, label_radius, background_radius=0.0):
+    """(labelled, background) pixels of one micrograph: the True pixels of `label_map` and of
+    `background_map`, from one label map (one micrograph's maps at a time)."""
+    labelled = label_map(shape, x, y, label_radius)
+    if background_radius <= label_radius:
+        return int(labelled.sum()), 0
+    return int(labelled.sum()), int(background_map(shape, x, y, label_radius, background_radius, labelled).sum())
 
 
 def split_micrographs(names, n_labels, val_fraction=None, k_fold=None, fold=0, seed=0):

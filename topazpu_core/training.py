@@ -69,8 +69,8 @@ from topazpu_core.losses import autoencoder_loss, background_loss, pu_objective
 from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, DEFAULT_EPOCHS, OBJECTIVES, nms_radius_for
 from topazpu_core.models import Classifier, Decoder
 from topazpu_core.progress import progress_bar
-from topazpu_core.sampling import (BACKGROUND, POSITIVE, UNLABELLED, TileSampler, background_map, disk_pixels,
-                                   label_centred_tiles, labelled_pixel_count, pi_from_particles,
+from topazpu_core.sampling import (BACKGROUND, POSITIVE, UNLABELLED, TileSampler, disk_pixels,
+                                   label_centred_tiles, label_pixel_counts, pi_from_particles,
                                    unlabelled_positive_fraction)
 
 logger = logging.getLogger(__name__)
@@ -363,9 +363,11 @@ class Trainer:
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
 
         total_pixels = sum(m.image.shape[0] * m.image.shape[1] for m in train)
-        # labelled pixels (disks clipped to the image, overlaps merged), one micrograph at a time
-        labelled_fraction = sum(labelled_pixel_count(m.image.shape, m.x, m.y, config.label_radius)
-                                for m in train) / total_pixels
+        self.background_radius = background_radius_for(config)
+        # labelled and background-ring pixels (disks clipped to the image, overlaps merged), one micrograph at a time
+        counts = np.sum([label_pixel_counts(m.image.shape, m.x, m.y, config.label_radius, self.background_radius)
+                         for m in train], axis=0)
+        labelled_fraction, self.background_fraction = (float(c) / total_pixels for c in counts)
         if config.pi is not None:
             pi = float(config.pi)
             if not 0 < pi < 1:
@@ -375,10 +377,6 @@ class Trainer:
         else:
             raise TopazPuError("give the expected particles per micrograph (-n) or the positive fraction (--pi)")
         self.pi, self.labelled_fraction = pi, labelled_fraction
-        self.background_radius = background_radius_for(config)
-        self.background_fraction = sum(int(background_map(m.image.shape, m.x, m.y, config.label_radius,
-                                                          self.background_radius).sum())
-                                       for m in train) / total_pixels if self.background_radius else 0.0
         self.objective = objective_for(config.method, pi, labelled_fraction)
         self.pi_u = (unlabelled_positive_fraction(pi, labelled_fraction, self.background_fraction)
                      if self.objective.startswith("GE") else None)
@@ -439,14 +437,14 @@ class Trainer:
         if self.background_radius:
             background = background_loss(logits[y == BACKGROUND])
             loss = loss + background
-            stats["background"] = float(background)
+            stats["background"] = background.item()
         if self.decoder is not None:
             recon = self.decoder(feats)
             o = (self.model.receptive_field - 1) // 2 - self.model.stride // 2 + 1
             n = recon.shape[-1]
             ae = autoencoder_loss(x[:, 0, o:o + n, o:o + n], recon)
             loss = loss + self.ae_weight * ae
-            stats["autoencoder"] = float(ae)
+            stats["autoencoder"] = ae.item()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
