@@ -18,7 +18,9 @@ from topazpu_core.checkpoint import checkpoint_dir, load_model
 from topazpu_core.coordinates import read_coordinates, write_coordinates
 from topazpu_core.images import image_name
 from topazpu_core.metrics import evaluate, match_picks
-from topazpu_core.training import TrainConfig, averaged_weights, averaging_start, intensity_jitter_for
+from topazpu_core.errors import TopazPuError
+from topazpu_core.training import (Micrograph, TrainConfig, Trainer, averaged_weights, averaging_start,
+                                    intensity_jitter_for)
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -275,6 +277,23 @@ def test_background_ring_is_recorded_and_leaves_ge_its_target(trained, tmp_path)
     assert meta["pi_unlabelled"] == pytest.approx((meta["pi"] - lab) / (1 - lab - bg), rel=1e-9)
     history = open(tmp_path / "ring.training.tsv").readline().split()
     assert "background" in history  # the background term's mean is logged per epoch
+
+
+def test_tile_rotation_is_recorded_and_checked(trained, tmp_path):
+    """Training tiles turn by any angle by default ('any' in MODEL.json); --tile-rotation 90 keeps
+    to multiples of 90 degrees and is recorded; another value is refused."""
+    d, _, _ = trained
+    assert json.load(open(d / "model.json"))["tile_rotation"] == "any"
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
+    args[args.index("--epochs") + 1] = "1"
+    args[args.index("--epoch-size") + 1] = "1"
+    run(*args, "--tile-rotation", "90", "-o", tmp_path / "quarter.pt")
+    assert json.load(open(tmp_path / "quarter.json"))["tile_rotation"] == "90"
+    with pytest.raises(SystemExit):
+        run(*args, "--tile-rotation", "45", "-o", tmp_path / "bad.pt")
+    micrographs = [Micrograph("m", np.zeros((64, 64), np.float32), np.array([30.0]), np.array([30.0]))]
+    with pytest.raises(TopazPuError, match="tile rotation"):
+        Trainer(TrainConfig(particle_radius=4.0, n_per_micrograph=5, tile_rotation="45"), micrographs, [])
 
 
 def test_intensity_jitter_auto_follows_the_labelled_share():

@@ -68,6 +68,36 @@ def test_tile_sampler_labels_follow_augmentation():
             assert t[7 + 4 * j, 7 + 4 * i] == 1.0  # label centres land on particle pixels
 
 
+def test_tiles_rotated_by_any_angle_keep_their_labels_on_the_particles():
+    """cut_rotated: at 0 degrees the plain tile; at 90 the plain tile turned a quarter (same centre);
+    at any angle each label is the label of the image point it came from, and a sample's labels
+    sit on the particles."""
+    H, W = 110, 120
+    x, y = np.array([30.0, 70.0, 95.0]), np.array([40.0, 60.0, 20.0])
+    truth = sampling.label_map((H, W), x, y, 3)
+    img = truth.astype(np.float32)  # the image is its own label map: 1 on the disks
+    s = sampling.TileSampler([img], 3, [np.stack([x, y], 1)], tile_size=40, grid=(4, 7), any_angle=True)
+    for y0, x0 in [(20, 10), (-5, 90), (80, 60)]:
+        img0, lab0 = s.cut(0, y0, x0)
+        img_r, lab_r = s.cut_rotated(0, y0, x0, 0.0)
+        np.testing.assert_array_equal(lab_r, lab0)
+        np.testing.assert_allclose(img_r, img0, atol=1e-6)
+        img_q, lab_q = s.cut_rotated(0, y0, x0, 90.0)
+        turned = [k for k in (1, 3) if np.array_equal(lab_q, np.rot90(lab0, k))]
+        assert turned and np.allclose(img_q, np.rot90(img0, turned[0]), atol=1e-6)
+        for degrees in (17.0, 133.0, 301.5):
+            img_a, lab_a = s.cut_rotated(0, y0, x0, degrees)
+            positive = lab_a == sampling.POSITIVE
+            # nearest-neighbour labels and linearly interpolated pixels of one map agree but at the disks' rims
+            assert positive.sum() == 0 or np.mean(img_a[positive] > 0.5) > 0.8
+            assert np.mean(np.abs(positive.astype(np.float32) - img_a) > 0.5) < 0.03
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        xs, ys = s.sample(2, rng)
+        oy, ox = np.nonzero(ys[0] == sampling.POSITIVE)
+        assert len(oy) and np.mean(xs[0][7 + 4 * oy, 7 + 4 * ox] > 0.5) > 0.8
+
+
 def test_intensity_jitter_is_an_affine_change_of_each_tile_within_its_bounds():
     """With jitter a, every tile is the unjittered tile times exp(u) plus v, |u|, |v| <= a, drawn
     per tile; the tiles' places and labels are those drawn without jitter."""

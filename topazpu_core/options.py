@@ -14,6 +14,10 @@ ARCHITECTURES = ("resnet8", "resnet16", "conv31", "conv63", "conv127")
 # Normalisation methods of `topazpu preprocess --method` (stored in a model as "normalization").
 NORMALIZATIONS = ("gmm", "gmm-per-image", "affine")
 
+# `topazpu train --tile-rotation`: each training tile rotated by a random angle, or by multiples of
+# 90 degrees only (both also mirror; topazpu_core.sampling.TileSampler).
+TILE_ROTATIONS = ("any", "90")
+
 # `pick`/`extract --orientations`: identity; the 4 rotations by 90 degrees; and their mirror images.
 ORIENTATIONS = (1, 4, 8)
 

@@ -66,7 +66,7 @@ from topazpu_core.checkpoint import (checkpoint_path, latest_checkpoint, load_ch
 from topazpu_core.coordinates import Coordinates
 from topazpu_core.errors import TopazPuError
 from topazpu_core.losses import autoencoder_loss, background_loss, pu_objective
-from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, DEFAULT_EPOCHS, OBJECTIVES, nms_radius_for
+from topazpu_core.options import AUTO_PICKS_PER_PARTICLE, DEFAULT_EPOCHS, OBJECTIVES, TILE_ROTATIONS, nms_radius_for
 from topazpu_core.models import Classifier, Decoder
 from topazpu_core.progress import progress_bar
 from topazpu_core.sampling import (BACKGROUND, POSITIVE, UNLABELLED, TileSampler, disk_pixels,
@@ -104,6 +104,7 @@ class TrainConfig:
     tiles_per_batch: int = 8
     intensity_jitter: Union[str, float] = "auto"  # a number, or 'auto': see intensity_jitter_for
     background_ring: bool = False  # the ring around each label out to the NMS radius is background
+    tile_rotation: str = "any"  # training tiles rotated by any angle, or "90": by multiples of 90 degrees only
     epochs: int = DEFAULT_EPOCHS  # in all: with self-training, half in each round
     epoch_size: int = 100
     patience: Optional[int] = None  # early stop after this many epochs without a kept epoch; None = off
@@ -387,14 +388,18 @@ class Trainer:
                     "%.5f" % self.pi_u if self.pi_u is not None else "n/a",
                     pi * total_pixels / len(train) / disk_pixels(config.label_radius))
         self.intensity_jitter = intensity_jitter_for(config.intensity_jitter, pi, labelled_fraction)
-        logger.info("training tiles: intensity jitter %g (%s); background ring %s", self.intensity_jitter,
+        if config.tile_rotation not in TILE_ROTATIONS:
+            raise TopazPuError("tile rotation %r: one of %s" % (config.tile_rotation, ", ".join(TILE_ROTATIONS)))
+        logger.info("training tiles: rotated by %s; intensity jitter %g (%s); background ring %s",
+                    "any angle" if config.tile_rotation == "any" else "multiples of 90 degrees", self.intensity_jitter,
                     config.intensity_jitter, "out to %g px around each label (%.5f of the pixels)"
                     % (self.background_radius, self.background_fraction) if self.background_radius else "off")
         tile = config.tile_size or rf + 24 * self.model.stride
         centres = [np.stack([m.x, m.y], axis=1) for m in train]
         self.sampler = TileSampler([m.image for m in train], config.label_radius, centres, tile,
                                    (self.model.stride, (rf - 1) // 2), intensity_jitter=self.intensity_jitter,
-                                   background_radius=self.background_radius)
+                                   background_radius=self.background_radius,
+                                   any_angle=config.tile_rotation == "any")
         self._start_at_prior()
         self.history = []
         self.start_epoch = 0
