@@ -20,7 +20,7 @@ from topazpu_core.images import image_name
 from topazpu_core.metrics import evaluate, match_picks
 from topazpu_core.errors import TopazPuError
 from topazpu_core.training import (Micrograph, TrainConfig, Trainer, averaged_weights, averaging_start,
-                                    intensity_jitter_for)
+                                    intensity_jitter_for, tile_rotation_for)
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -171,8 +171,9 @@ def test_patience_stops_early_and_keeps_the_best_epoch(trained, tmp_path):
     args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
     args[args.index("--epochs") + 1] = "12"
     args[args.index("--epoch-size") + 1] = "10"
-    # seeded: with tiles turned by multiples of 90 degrees, the validation AP of these tiny epochs
-    # stops rising well before epoch 12 (with any angle it was still rising at epoch 12)
+    # seeded: with tiles turned by multiples of 90 degrees ('auto' here, as the labels cover most of
+    # -n), the validation AP of these tiny epochs stops rising well before epoch 12 (with any angle
+    # it was still rising at epoch 12)
     run(*args, "--val-labels", "0.3", "--patience", "1", "--tile-rotation", "90", "-o", tmp_path / "p.pt")
     final, meta = load_model(str(tmp_path / "p.pt"))
     assert meta["epochs_trained"] < 12 and meta["averaged_epochs"] is None
@@ -281,20 +282,33 @@ def test_background_ring_is_recorded_and_leaves_ge_its_target(trained, tmp_path)
 
 
 def test_tile_rotation_is_recorded_and_checked(trained, tmp_path):
-    """Training tiles turn by any angle by default ('any' in MODEL.json); --tile-rotation 90 keeps
-    to multiples of 90 degrees and is recorded; another value is refused."""
+    """'auto' by default, which turns the tiles by multiples of 90 degrees when, as here, the
+    labels cover most of -n; --tile-rotation any turns them by any angle; both are recorded
+    (asked for and applied); another value is refused."""
     d, _, _ = trained
-    assert json.load(open(d / "model.json"))["tile_rotation"] == "any"
+    plain = json.load(open(d / "model.json"))
+    assert plain["labelled_fraction"] > plain["pi"] / 2
+    assert plain["tile_rotation"] == "auto" and plain["tile_rotation_applied"] == "90"
     args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
     args[args.index("--epochs") + 1] = "1"
     args[args.index("--epoch-size") + 1] = "1"
-    run(*args, "--tile-rotation", "90", "-o", tmp_path / "quarter.pt")
-    assert json.load(open(tmp_path / "quarter.json"))["tile_rotation"] == "90"
+    run(*args, "--tile-rotation", "any", "-o", tmp_path / "any.pt")
+    meta = json.load(open(tmp_path / "any.json"))
+    assert meta["tile_rotation"] == "any" and meta["tile_rotation_applied"] == "any"
     with pytest.raises(SystemExit):
         run(*args, "--tile-rotation", "45", "-o", tmp_path / "bad.pt")
     micrographs = [Micrograph("m", np.zeros((64, 64), np.float32), np.array([30.0]), np.array([30.0]))]
     with pytest.raises(TopazPuError, match="tile rotation"):
         Trainer(TrainConfig(particle_radius=4.0, n_per_micrograph=5, tile_rotation="45"), micrographs, [])
+
+
+def test_tile_rotation_auto_follows_the_labelled_share():
+    """'auto': any angle while the labels cover less than half the expected positive fraction, 90
+    degrees from half on; 'any' and '90' as given."""
+    pi = 0.05
+    assert [tile_rotation_for("auto", pi, share * pi) for share in (0.01, 0.14, 0.49, 0.5, 0.88)] == \
+        ["any", "any", "any", "90", "90"]
+    assert tile_rotation_for("any", pi, 0.9 * pi) == "any" and tile_rotation_for("90", pi, 0.01 * pi) == "90"
 
 
 def test_intensity_jitter_auto_follows_the_labelled_share():

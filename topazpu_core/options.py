@@ -15,8 +15,9 @@ ARCHITECTURES = ("resnet8", "resnet16", "conv31", "conv63", "conv127")
 NORMALIZATIONS = ("gmm", "gmm-per-image", "affine")
 
 # `topazpu train --tile-rotation`: each training tile rotated by a random angle, or by multiples of
-# 90 degrees only (both also mirror; topazpu_core.sampling.TileSampler).
-TILE_ROTATIONS = ("any", "90")
+# 90 degrees only (both also mirror; topazpu_core.sampling.TileSampler); 'auto' chooses
+# (topazpu_core.training.tile_rotation_for).
+TILE_ROTATIONS = ("auto", "any", "90")
 
 # `pick`/`extract --orientations`: identity; the 4 rotations by 90 degrees; and their mirror images.
 ORIENTATIONS = (1, 4, 8)

@@ -100,11 +100,13 @@ def add_args(p):
     g.add_argument("--epoch-size", type=int, default=100, help="minibatch updates per epoch (default: 100)")
     g.add_argument("--tiles-per-batch", type=int, default=8, help="tiles per minibatch (default: 8)")
     g.add_argument("--tile-size", type=int, help="tile side in px (default: receptive field + 24 strides)")
-    g.add_argument("--tile-rotation", choices=TILE_ROTATIONS, default="any",
-                   help="rotate each training tile by a random angle ('any'), or by multiples of 90 degrees only "
-                        "('90'; both also mirror): every in-plane orientation of the labelled particles trains, "
-                        "not 8 of them. 'any' raised the AP with 50 apoferritin labels from 0.643 to 0.698 "
-                        "(default: any)")
+    g.add_argument("--tile-rotation", choices=TILE_ROTATIONS, default="auto",
+                   help="turn each training tile by a random angle ('any'), or by multiples of 90 degrees only "
+                        "('90'; both also mirror), so that the labelled particles train in every in-plane "
+                        "orientation, not 8; 'auto' = 'any' while the labels cover less than half the expected "
+                        "particles (-n), else '90'. With 50 / 200 apoferritin labels 'any' raised the AP from "
+                        "0.654 / 0.712 to 0.713 / 0.747 (3 seeds); with every particle labelled it lowered it "
+                        "(default: auto)")
     g.add_argument("--intensity-jitter", default="auto", metavar="A",
                    help="multiply each training tile by exp(u) and add v, u and v uniform in [-A, A] (the images "
                         "are normalised), so that micrographs of other contrast score as well; 'auto' = 0.2 while "
