@@ -327,8 +327,8 @@ def tile_rotation_for(value, pi, labelled_fraction):
     (apoferritin, 88 % of the expected particles) it lowered it, 0.753 against 0.785 (seed 0), as
     in the demo (all labels of 3 micrographs, 0.703 against 0.711); why is not measured (perhaps
     the network has views enough then, and the turned tiles, interpolated, are a little smoother
-    than the micrographs it picks). The ribosome (68 %) gained with it, 0.806 against 0.795 (seed 0); 'auto' leaves it at
-    90 degrees with the other mostly labelled sets."""
+    than the micrographs it picks). The ribosome (68 %) gained with it, 0.806 against 0.795
+    (seed 0); 'auto' leaves it at 90 degrees with the other mostly labelled sets."""
     if value not in TILE_ROTATIONS:
         raise TopazPuError("tile rotation %r: one of %s" % (value, ", ".join(TILE_ROTATIONS)))
     if value == "auto":

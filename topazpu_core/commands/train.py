@@ -6,11 +6,11 @@ first model trains on the labels (MODEL.round1.pt); its best picks on each train
 0.8 x the expected particles not labelled, join the labels, and MODEL.pt trains from the start
 on both (3 seeds, same training time: apoferritin 50 labels AP 0.667 against 0.630 in one
 round; beta-galactosidase 50 labels 0.731 against 0.774 (seed 0), both before --intensity-jitter:
-off by default). In each round every label trains, on tiles turned by any angle
-(--tile-rotation), mirrored and, while the labels cover less than half the expected particles,
-jittered in contrast and brightness (--intensity-jitter), and the model is the mean of the
-weights of the later epochs (from the epoch by which each label has been the centre of 8
-training tiles, at the latest the middle:
+off by default). In each round every label trains, on tiles turned, mirrored and, while the
+labels cover less than half the expected particles, turned by any angle, not only by multiples
+of 90 degrees (--tile-rotation), and jittered in contrast and brightness (--intensity-jitter);
+the model is the mean of the weights of the later epochs (from the epoch by which each label
+has been the centre of 8 training tiles, at the latest the middle:
 epochs 2-20 with 50 labels, 5-20 with 200, 11-20 from 500 on; `averaged_epochs` in MODEL.json):
 with a few hundred sparse labels, held-out labels estimate the AP too noisily to choose an epoch (+-0.07 with 40
 of them) and cost the training those labels (apoferritin, 200 labels, one round: AP 0.686 with
