@@ -413,7 +413,8 @@ class Trainer:
         self.tile_rotation = tile_rotation_for(config.tile_rotation, pi, labelled_fraction)
         logger.info("training tiles: turned by %s (%s); intensity jitter %g (%s); background ring %s",
                     "any angle" if self.tile_rotation == "any" else "multiples of 90 degrees", config.tile_rotation,
-                    self.intensity_jitter, config.intensity_jitter, "out to %g px around each label (%.5f of the pixels)"
+                    self.intensity_jitter, config.intensity_jitter,
+                    "out to %g px around each label (%.5f of the pixels)"
                     % (self.background_radius, self.background_fraction) if self.background_radius else "off")
         tile = config.tile_size or rf + 24 * self.model.stride
         centres = [np.stack([m.x, m.y], axis=1) for m in train]
@@ -630,7 +631,8 @@ def model_metadata(trainer, epoch, result):
                 architecture=config.architecture,
                 receptive_field=trainer.model.receptive_field, stride=trainer.model.stride, pi=trainer.pi,
                 objective_trained=trainer.objective, pi_unlabelled=trainer.pi_u,
-                intensity_jitter_applied=trainer.intensity_jitter, tile_rotation_applied=trainer.tile_rotation, background_radius=trainer.background_radius,
+                intensity_jitter_applied=trainer.intensity_jitter, tile_rotation_applied=trainer.tile_rotation,
+                background_radius=trainer.background_radius,
                 background_fraction=trainer.background_fraction,
                 labelled_fraction=trainer.labelled_fraction,
                 autoencoder_weight=trainer.ae_weight, start_model=trainer.start_model,
