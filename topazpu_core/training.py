@@ -314,6 +314,13 @@ def background_radius_for(config):
     return nms_radius_for(config.particle_radius) if config.background_ring else 0.0
 
 
+def labels_are_few(pi, labelled_fraction):
+    """True while the labels cover less than half the expected positive fraction pi: users' labels
+    (a few hundred particles), not every particle of the training micrographs. The 'auto' choice of
+    the tile rotation and the intensity jitter."""
+    return labelled_fraction < pi / 2
+
+
 def tile_rotation_for(value, pi, labelled_fraction):
     """How the training tiles turn (`TileSampler`, any_angle): 'any' (a random angle, then a
     multiple of 90 degrees) or '90' (multiples of 90 degrees only) as given, or for 'auto' 'any'
@@ -332,7 +339,7 @@ def tile_rotation_for(value, pi, labelled_fraction):
     if value not in TILE_ROTATIONS:
         raise TopazPuError("tile rotation %r: one of %s" % (value, ", ".join(TILE_ROTATIONS)))
     if value == "auto":
-        return "any" if labelled_fraction < pi / 2 else "90"
+        return "any" if labels_are_few(pi, labelled_fraction) else "90"
     return value
 
 
@@ -351,7 +358,7 @@ def intensity_jitter_for(value, pi, labelled_fraction):
     all labels (88 % of the expected particles) 0.712 against 0.785, the ribosome (68 %) 0.756
     against 0.795."""
     if value == "auto":
-        return INTENSITY_JITTER if labelled_fraction < pi / 2 else 0.0
+        return INTENSITY_JITTER if labels_are_few(pi, labelled_fraction) else 0.0
     return float(value)
 
 
