@@ -88,7 +88,7 @@ def test_tiles_rotated_by_any_angle_keep_their_labels_on_the_particles():
         for degrees in (17.0, 133.0, 301.5):
             img_a, lab_a = s.cut_rotated(0, y0, x0, degrees)
             positive = lab_a == sampling.POSITIVE
-            # nearest-neighbour labels and linearly interpolated pixels of one map agree but at the disks' rims
+            # nearest-neighbour labels and spline-interpolated pixels of one map agree but at the disks' rims
             assert positive.sum() == 0 or np.mean(img_a[positive] > 0.5) > 0.8
             assert np.mean(np.abs(positive.astype(np.float32) - img_a) > 0.5) < 0.03
     rng = np.random.default_rng(2)

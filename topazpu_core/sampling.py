@@ -139,8 +139,9 @@ class TileSampler:
     any_angle: each tile is rotated by an angle drawn uniformly from [0, 360) degrees, its labels
     with it (nearest neighbour; the image by a cubic spline, ROTATION_SPLINE_ORDER), cut from a
     tile sqrt(2) times as wide around the same centre so that no corner is missing; then, as
-    without it, by a multiple of 90 degrees and maybe mirrored. A particle is seen in every in-plane orientation, not 8:
-    apoferritin with 50 labels AP 0.698 against 0.643 (benchmarks/README.md).
+    without it, by a multiple of 90 degrees and maybe mirrored. A particle is seen in every
+    in-plane orientation, not 8: apoferritin with 50 labels AP 0.698 against 0.643
+    (benchmarks/README.md).
     intensity_jitter = a: each tile's values are multiplied by exp(u) and shifted by v, u and v
     drawn uniformly from [-a, a] (the images are normalised, so v is in units of their spread).
     Micrographs differ in contrast after normalisation (ice thickness, defocus); beta-galactosidase
