@@ -19,7 +19,7 @@ with 10 labels), the other half uniformly.
 import math
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 from topazpu_core.errors import TopazPuError
 from topazpu_core.nms import disk_offsets
@@ -214,9 +214,15 @@ class TileSampler:
         m = (int(math.ceil(t * math.sqrt(2))) + 3 - t) // 2  # margin on each side: the corners stay inside
         wide = t + 2 * m  # same centre as the tile, so the rotation turns about it
         img, lab = self.cut(idx, y0 - m, x0 - m, size=wide)
-        img = ndimage.rotate(img, degrees, reshape=False, order=ROTATION_SPLINE_ORDER, mode="nearest")
-        lab = ndimage.rotate(lab, degrees, reshape=False, order=0, mode="nearest")
-        return img[m:m + t, m:m + t], lab[m:m + t, m:m + t]
+        # what ndimage.rotate(reshape=False) maps each output pixel from, computed for the middle
+        # t x t only (the rest would be cropped): half the interpolation work
+        matrix = np.array([[special.cosdg(degrees), special.sindg(degrees)],
+                           [-special.sindg(degrees), special.cosdg(degrees)]])
+        centre = np.full(2, (wide - 1) / 2.0)
+        offset = centre - matrix @ centre + matrix @ np.full(2, float(m))
+        img = ndimage.affine_transform(img, matrix, offset, (t, t), order=ROTATION_SPLINE_ORDER, mode="nearest")
+        lab = ndimage.affine_transform(lab, matrix, offset, (t, t), order=0, mode="nearest")
+        return img, lab
 
     def sample(self, n_tiles, rng):
         """-> images (n, t, t) float32, labels (n, h, h) int8 on the output grid (POSITIVE,
