@@ -214,12 +214,13 @@ class TileSampler:
         m = (int(math.ceil(t * math.sqrt(2))) + 3 - t) // 2  # margin on each side: the corners stay inside
         wide = t + 2 * m  # same centre as the tile, so the rotation turns about it
         img, lab = self.cut(idx, y0 - m, x0 - m, size=wide)
-        # what ndimage.rotate(reshape=False) maps each output pixel from, computed for the middle
-        # t x t only (the rest would be cropped): half the interpolation work
-        matrix = np.array([[special.cosdg(degrees), special.sindg(degrees)],
-                           [-special.sindg(degrees), special.cosdg(degrees)]])
+        # ndimage.rotate(reshape=False) about the wide cut's centre c, computed for the kept middle
+        # only (half the interpolation work): output pixel o, at o + m in the wide cut, takes the
+        # input point R (o + m - c) + c
+        c, s = special.cosdg(degrees), special.sindg(degrees)
+        matrix = np.array([[c, s], [-s, c]])
         centre = np.full(2, (wide - 1) / 2.0)
-        offset = centre - matrix @ centre + matrix @ np.full(2, float(m))
+        offset = centre - matrix @ (centre - m)
         img = ndimage.affine_transform(img, matrix, offset, (t, t), order=ROTATION_SPLINE_ORDER, mode="nearest")
         lab = ndimage.affine_transform(lab, matrix, offset, (t, t), order=0, mode="nearest")
         return img, lab
