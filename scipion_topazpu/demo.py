@@ -16,8 +16,9 @@ average precision 0.711 over the ranking of every peak on the held-back microgra
 0.14; with picks a particle radius apart, the rule until 5 December 2026, 0.702), F1 0.63 at the
 default threshold (219 picks for 158 labels: 1.1 x the -n of 200); 120-216 s in all on 2 idle
 cores. The labels cover most of -n, so the training tiles turn by multiples of 90 degrees
-(`--tile-rotation auto`); turned by any angle they gave 0.703 (223 picks). With -n 160, near the labelled count, the
-held-back AP was 0.62, so the demo keeps 200.
+(`--tile-rotation auto`); turned by any angle (linearly interpolated, before 6 December 2026)
+they gave 0.703 (223 picks). With -n 160, near the labelled count, the held-back AP was 0.62, so
+the demo keeps 200.
 """
 import argparse
 import os

@@ -332,11 +332,12 @@ def tile_rotation_for(value, pi, labelled_fraction):
     and with 200 from 0.712 to 0.747 (3 seeds), beta-galactosidase with 50 labels by 0.012 and with
     500 by 0.002 / 0.008 (seeds 0 / 1). With every particle of the training micrographs labelled
     (apoferritin, 88 % of the expected particles) it lowered it, 0.753 against 0.785 (seed 0), as
-    in the demo (all labels of 3 micrographs, 0.703 against 0.711); mostly because linearly
-    interpolated tiles were smoother than the micrographs: turned by a cubic spline
-    (sampling.ROTATION_SPLINE_ORDER) the same run scores 0.775, still below. The ribosome (68 %)
-    gained with it, 0.805 against 0.795 (seed 0); 'auto' leaves it at 90 degrees with the other
-    mostly labelled sets."""
+    in the demo (all labels of 3 micrographs, 0.703 against 0.711), because linearly interpolated
+    tiles were smoother than the micrographs. Turned by a cubic spline
+    (sampling.ROTATION_SPLINE_ORDER) it is level there: apoferritin with all labels 0.776 against
+    0.772 (3 seeds), beta-galactosidase 0.890 / 0.861 against 0.895 / 0.865; the ribosome (68 %)
+    0.805 against 0.795 (seed 0). Level is no gain for a quarter more training time, so 'auto'
+    keeps 90 degrees for mostly labelled sets."""
     if value not in TILE_ROTATIONS:
         raise TopazPuError("tile rotation %r: one of %s" % (value, ", ".join(TILE_ROTATIONS)))
     if value == "auto":
