@@ -16,8 +16,6 @@ grid on each tile is used. Half the tiles
 are placed so that they contain a random labelled particle (so every batch has positives even
 with 10 labels), the other half uniformly.
 """
-import math
-
 import numpy as np
 from scipy import ndimage, special
 
@@ -32,6 +30,9 @@ POSITIVE, UNLABELLED, BACKGROUND = 1, 0, -1
 # look like the micrographs the network picks, not like smoothed ones. Apoferritin with all labels
 # and `--tile-rotation any`, seed 0: 0.753 linear, 0.775 cubic (0.785 with 90-degree turns).
 ROTATION_SPLINE_ORDER = 3
+# Pixels of edge repeated around a micrograph before its spline coefficients are computed, as
+# scipy.ndimage pads for mode "nearest": the coefficients near the edge then match that mode's.
+SPLINE_PAD = 12
 
 
 def label_centred_tiles(n_tiles):
@@ -136,12 +137,12 @@ class TileSampler:
     `grid` = (stride, offset): output j of a tile is centred on tile pixel offset + stride * j.
     background_radius: pixels within it of a centre and outside every label disk are labelled
     BACKGROUND, exactly as `background_map` marks them (0: no background ring).
-    any_angle: each tile is rotated by an angle drawn uniformly from [0, 360) degrees, its labels
-    with it (nearest neighbour; the image by a cubic spline, ROTATION_SPLINE_ORDER), cut from a
-    tile sqrt(2) times as wide around the same centre so that no corner is missing; then, as
-    without it, by a multiple of 90 degrees and maybe mirrored. A particle is seen in every
-    in-plane orientation, not 8: apoferritin with 50 labels AP 0.698 against 0.643
-    (benchmarks/README.md).
+    any_angle: each tile is turned about its centre by an angle drawn uniformly from [0, 360)
+    degrees and maybe mirrored, its labels with it (nearest neighbour; the image by a cubic spline
+    of the whole micrograph, ROTATION_SPLINE_ORDER, whose coefficients are computed once per
+    micrograph and kept: a float32 copy of each training micrograph); without it, by a multiple
+    of 90 degrees and maybe mirrored. A particle is seen in every in-plane orientation, not 8:
+    apoferritin with 50 labels AP 0.698 against 0.643 (benchmarks/README.md).
     intensity_jitter = a: each tile's values are multiplied by exp(u) and shifted by v, u and v
     drawn uniformly from [-a, a] (the images are normalised, so v is in units of their spread).
     Micrographs differ in contrast after normalisation (ice thickness, defocus); beta-galactosidase
@@ -168,6 +169,7 @@ class TileSampler:
         self.background_radius = float(background_radius)
         self._ring = disk_offsets(self.background_radius) if self.background_radius > label_radius else None
         self._reach = int(np.floor(max(float(label_radius), self.background_radius)))
+        self._coefficients = {}  # per image, once turned tiles need it: _spline_coefficients
         self._rounded = []  # per image: rounded (rows, columns) of the centres, sorted by row
         for c in centres:
             c = np.asarray(c, dtype=np.float64).reshape(-1, 2)
@@ -192,11 +194,11 @@ class TileSampler:
             labels[_stamp(shape, rows, cols, self._ring) & ~positive] = BACKGROUND
         return labels
 
-    def cut(self, idx, y0, x0, size=None):
-        """Tile of image `idx` with top-left corner (y0, x0) and its labels, `size` px square (the
-        tile size); rows and columns outside the image repeat the nearest edge pixel (and its label)."""
+    def cut(self, idx, y0, x0):
+        """Tile of image `idx` with top-left corner (y0, x0) and its labels; rows and columns outside
+        the image repeat the nearest edge pixel (and its label)."""
         im = self.images[idx]
-        t = self.tile if size is None else int(size)
+        t = self.tile
         H, W = im.shape
         if 0 <= y0 and y0 + t <= H and 0 <= x0 and x0 + t <= W:
             return (np.asarray(im[y0:y0 + t, x0:x0 + t], dtype=np.float32),
@@ -207,23 +209,46 @@ class TileSampler:
         lab = self._region_labels(idx, y_lo, y_hi, x_lo, x_hi)
         return np.asarray(im[np.ix_(yi, xi)], dtype=np.float32), lab[np.ix_(yi - y_lo, xi - x_lo)]
 
-    def cut_rotated(self, idx, y0, x0, degrees):
-        """The tile `cut(idx, y0, x0)` would give, rotated by `degrees` about its centre, with its labels:
-        cut sqrt(2) times as wide around the same centre, rotated, and its middle kept."""
+    def _spline_coefficients(self, idx):
+        """Cubic-spline coefficients of image `idx` (float32, SPLINE_PAD px wider on each side), computed
+        on first use and kept: the image as `ndimage.affine_transform(image, ..., mode="nearest")`
+        prefilters it, done once per micrograph instead of once per tile."""
+        coef = self._coefficients.get(idx)
+        if coef is None:
+            padded = np.pad(np.asarray(self.images[idx], dtype=np.float64), SPLINE_PAD, mode="edge")
+            coef = ndimage.spline_filter(padded, ROTATION_SPLINE_ORDER, mode="nearest", output=np.float32)
+            self._coefficients[idx] = coef
+        return coef
+
+    def _turned(self, idx, y0, x0, degrees, mirror, rows, cols):
+        """Tile of image `idx` at (y0, x0) turned by `degrees` about its centre (after mirroring its
+        columns if `mirror`) -> its image (t, t) float32 and the labels at tile pixels (rows, cols):
+        tile pixel q shows image point (y0, x0) + h + A (q - h), h the tile's centre, A the turn
+        (and mirror). The image is interpolated by a cubic spline of the whole micrograph; a label
+        is that of the image pixel nearest the point (clamped to the image, as `cut` repeats edges)."""
         t = self.tile
-        m = (int(math.ceil(t * math.sqrt(2))) + 3 - t) // 2  # margin on each side: the corners stay inside
-        wide = t + 2 * m  # same centre as the tile, so the rotation turns about it
-        img, lab = self.cut(idx, y0 - m, x0 - m, size=wide)
-        # ndimage.rotate(reshape=False) about the wide cut's centre c, computed for the kept middle
-        # only (half the interpolation work): output pixel o, at o + m in the wide cut, takes the
-        # input point R (o + m - c) + c
         c, s = special.cosdg(degrees), special.sindg(degrees)
-        matrix = np.array([[c, s], [-s, c]])
-        centre = np.full(2, (wide - 1) / 2.0)
-        offset = centre - matrix @ (centre - m)
-        img = ndimage.affine_transform(img, matrix, offset, (t, t), order=ROTATION_SPLINE_ORDER, mode="nearest")
-        lab = ndimage.affine_transform(lab, matrix, offset, (t, t), order=0, mode="nearest")
-        return img, lab
+        turn = np.array([[c, s], [-s, c]])
+        if mirror:
+            turn = turn * np.array([1.0, -1.0])  # columns of q - h change sign
+        h = np.full(2, (t - 1) / 2.0)
+        origin = np.array([y0, x0], dtype=np.float64) + h - turn @ h  # image point of tile pixel (0, 0)
+        img = ndimage.affine_transform(self._spline_coefficients(idx), turn, origin + SPLINE_PAD, (t, t),
+                                       order=ROTATION_SPLINE_ORDER, mode="nearest", prefilter=False,
+                                       output=np.float32)
+        H, W = self.images[idx].shape
+        points = turn @ np.stack([np.ravel(rows), np.ravel(cols)]).astype(np.float64) + origin[:, None]
+        py = np.clip(np.floor(points[0] + 0.5).astype(np.int64), 0, H - 1)
+        px = np.clip(np.floor(points[1] + 0.5).astype(np.int64), 0, W - 1)
+        y_lo, x_lo = int(py.min()), int(px.min())
+        region = self._region_labels(idx, y_lo, int(py.max()), x_lo, int(px.max()))
+        return img, region[py - y_lo, px - x_lo].reshape(np.shape(rows))
+
+    def cut_rotated(self, idx, y0, x0, degrees, mirror=False):
+        """The tile `cut(idx, y0, x0)` would give, turned by `degrees` about its centre (its columns
+        mirrored first if `mirror`), and its labels at every pixel."""
+        rows, cols = np.indices((self.tile, self.tile))
+        return self._turned(idx, y0, x0, degrees, mirror, rows, cols)
 
     def sample(self, n_tiles, rng):
         """-> images (n, t, t) float32, labels (n, h, h) int8 on the output grid (POSITIVE,
@@ -233,6 +258,7 @@ class TileSampler:
         xs = np.empty((n_tiles, t, t), dtype=np.float32)
         ys = np.empty((n_tiles, n_out, n_out), dtype=np.int8)
         n_pos = label_centred_tiles(n_tiles)
+        grid_rows, grid_cols = np.indices((n_out, n_out)) * self.stride + self.offset
         for i in range(n_tiles):
             if i < n_pos:
                 idx = rng.choice(len(self.images), p=self.label_weights)
@@ -245,10 +271,11 @@ class TileSampler:
                 H, W = self.images[idx].shape
                 y0 = int(rng.integers(0, max(1, H - t + 1)))
                 x0 = int(rng.integers(0, max(1, W - t + 1)))
-            if self.any_angle:
-                img, lab = self.cut_rotated(idx, y0, x0, float(rng.uniform(0, 360)))
-            else:
-                img, lab = self.cut(idx, y0, x0)
+            if self.any_angle:  # labels at the output grid's pixels only
+                xs[i], ys[i] = self._turned(idx, y0, x0, float(rng.uniform(0, 360)), bool(rng.integers(2)),
+                                            grid_rows, grid_cols)
+                continue
+            img, lab = self.cut(idx, y0, x0)
             k = int(rng.integers(4))
             img, lab = np.rot90(img, k), np.rot90(lab, k)
             if rng.integers(2):
