@@ -12,7 +12,8 @@ Prints, on --threads torch threads (default 2):
      are scored against all particles (assignment radius 32 raw px). The model is --model, else
      the one bench_quality.py leaves in its default work folder, else a quick one trained here.
   3. training seconds per update (one Adam step on a minibatch of --tiles-per-batch tiles) on the
-     apoferritin training split, conv31 and resnet8; Topaz: ~0.6 s per update for resnet8.
+     apoferritin training split, conv31 and resnet8, with 90-degree and any-angle tiles, in float32
+     and (on a CPU with bfloat16 instructions) bfloat16; Topaz: ~0.6 s per update for resnet8.
   4. with --topaz: `topaz extract` seconds per 620x600 micrograph with a trained Topaz resnet8
      (--topaz-model, else bench_quality's, else a 5-update one trained here), next to
      `topazpu extract` through its command line, both as (time for 4 - time for 1) / 3 so that
@@ -172,7 +173,10 @@ def strided_vs_dense(model, meta, opts):
 
 
 def time_training(opts):
-    from topazpu_core.training import Micrograph, TrainConfig, Trainer
+    """Seconds per update of each architecture, with the tiles turned by multiples of 90 degrees and
+    by any angle (`--tile-rotation`), the feature layers in float32 and, on a CPU with bfloat16
+    instructions, in bfloat16 (`--precision`)."""
+    from topazpu_core.training import Micrograph, TrainConfig, Trainer, cpu_computes_bfloat16
 
     d = DATASETS["apoferritin"]
     split = make_split(d, opts.seed, root=opts.data)
@@ -180,26 +184,32 @@ def time_training(opts):
     g = split.train_labels.scaled(1.0 / d.scale).by_image()
     e = np.zeros(0)
     train = [Micrograph(n, images[n], g[n].x if n in g else e, g[n].y if n in g else e) for n in split.train_names]
+    precisions = ["float32"] + (["bfloat16"] if cpu_computes_bfloat16() else [])
     rows = []
     for arch in opts.archs:
-        config = TrainConfig(particle_radius=d.radius_pre, architecture=arch,
-                             n_per_micrograph=split.expected_per_micrograph, tiles_per_batch=opts.tiles_per_batch,
-                             seed=opts.seed, scale=float(d.scale))
-        trainer = Trainer(config, train, [])
-        trainer.model.train()
-        rng = np.random.default_rng(opts.seed)
-        for _ in range(2):
-            trainer.step(rng)
-        t = time.perf_counter()
-        for _ in range(opts.updates):
-            trainer.step(rng)
-        dt = (time.perf_counter() - t) / opts.updates
-        tile = config.tile_size or trainer.model.receptive_field + 24 * trainer.model.stride
-        n_out = ((tile - trainer.model.receptive_field) // trainer.model.stride + 1) ** 2
-        rows.append({"model": arch, "seconds_per_update": dt, "tiles_per_batch": opts.tiles_per_batch,
-                     "tile": tile, "outputs_per_update": n_out * opts.tiles_per_batch})
-        print("  %-8s %.3f s per update (%d tiles of %d px, %d scored positions per update)"
-              % (arch, dt, opts.tiles_per_batch, tile, n_out * opts.tiles_per_batch), flush=True)
+        for precision in precisions:
+            for rotation in ("90", "any"):
+                config = TrainConfig(particle_radius=d.radius_pre, architecture=arch,
+                                     n_per_micrograph=split.expected_per_micrograph,
+                                     tiles_per_batch=opts.tiles_per_batch, seed=opts.seed, scale=float(d.scale),
+                                     precision=precision, tile_rotation=rotation)
+                trainer = Trainer(config, train, [])
+                trainer.model.train()
+                rng = np.random.default_rng(opts.seed)
+                for _ in range(2):
+                    trainer.step(rng)
+                t = time.perf_counter()
+                for _ in range(opts.updates):
+                    trainer.step(rng)
+                dt = (time.perf_counter() - t) / opts.updates
+                tile = config.tile_size or trainer.model.receptive_field + 24 * trainer.model.stride
+                n_out = ((tile - trainer.model.receptive_field) // trainer.model.stride + 1) ** 2
+                rows.append({"model": arch, "precision": precision, "tile_rotation": rotation,
+                             "seconds_per_update": dt, "tiles_per_batch": opts.tiles_per_batch, "tile": tile,
+                             "outputs_per_update": n_out * opts.tiles_per_batch})
+                print("  %-8s %-8s tiles turned by %-3s %.3f s per update (%d tiles of %d px, %d scored positions "
+                      "per update)" % (arch, precision, rotation, dt, opts.tiles_per_batch, tile,
+                                       n_out * opts.tiles_per_batch), flush=True)
     return rows
 
 
@@ -362,7 +372,7 @@ def main():
             rows = time_training(opts)
             results["training"] = rows
             for r in rows:
-                if r["model"] == "resnet8":
+                if r["model"] == "resnet8" and r["precision"] == "float32" and r["tile_rotation"] == "90":
                     print("  Topaz resnet8: ~%.1f s per update (256 crops of 71 px); apoferritin target: training "
                           "under 10 minutes = %d updates at this speed"
                           % (TOPAZ_UPDATE_S, 600 / r["seconds_per_update"]))

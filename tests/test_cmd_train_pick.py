@@ -20,7 +20,7 @@ from topazpu_core.images import image_name
 from topazpu_core.metrics import evaluate, match_picks
 from topazpu_core.errors import TopazPuError
 from topazpu_core.training import (Micrograph, TrainConfig, Trainer, averaged_weights, averaging_start,
-                                    intensity_jitter_for, tile_rotation_for)
+                                    cpu_computes_bfloat16, intensity_jitter_for, precision_for, tile_rotation_for)
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -309,6 +309,37 @@ def test_tile_rotation_auto_follows_the_labelled_share():
     assert [tile_rotation_for("auto", pi, share * pi) for share in (0.01, 0.14, 0.49, 0.5, 0.88)] == \
         ["any", "any", "any", "90", "90"]
     assert tile_rotation_for("any", pi, 0.9 * pi) == "any" and tile_rotation_for("90", pi, 0.01 * pi) == "90"
+
+
+def test_precision_is_recorded_checked_and_close_to_float32(trained, tmp_path):
+    """'auto' by default: bfloat16 feature layers on a CPU with bfloat16 instructions, else float32
+    (and float32 on a GPU); both recorded (asked for and applied); another value is refused. The
+    bfloat16 network computes the float32 one's loss to within 1 % on the same tiles, not exactly."""
+    d, _, _ = trained
+    plain = json.load(open(d / "model.json"))
+    expected = "bfloat16" if cpu_computes_bfloat16() else "float32"
+    assert plain["precision"] == "auto" and plain["precision_applied"] == expected
+    assert precision_for("auto", "cpu") == expected and precision_for("auto", "cuda") == "float32"
+    assert precision_for("float32", "cpu") == "float32" and precision_for("bfloat16", "cuda") == "bfloat16"
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
+    args[args.index("--epochs") + 1] = "1"
+    args[args.index("--epoch-size") + 1] = "1"
+    run(*args, "--precision", "float32", "-o", tmp_path / "f32.pt")
+    assert json.load(open(tmp_path / "f32.json"))["precision_applied"] == "float32"
+    with pytest.raises(SystemExit):
+        run(*args, "--precision", "float16", "-o", tmp_path / "bad.pt")
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(300, 300)).astype(np.float32)
+    micrographs = [Micrograph("m", image, rng.uniform(40, 260, 20), rng.uniform(40, 260, 20))]
+    with pytest.raises(TopazPuError, match="precision"):
+        Trainer(TrainConfig(particle_radius=4.0, n_per_micrograph=40, precision="half"), micrographs, [])
+    losses = []
+    for precision in ("float32", "bfloat16"):
+        trainer = Trainer(TrainConfig(particle_radius=4.0, n_per_micrograph=40, precision=precision), micrographs, [])
+        assert trainer.precision == precision
+        losses.append([trainer.step(np.random.default_rng(1))["loss"] for _ in range(3)])
+    assert losses[1] != losses[0]  # computed in bfloat16 indeed
+    np.testing.assert_allclose(losses[1], losses[0], rtol=0.01)
 
 
 def test_intensity_jitter_auto_follows_the_labelled_share():

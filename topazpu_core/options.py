@@ -19,6 +19,10 @@ NORMALIZATIONS = ("gmm", "gmm-per-image", "affine")
 # (topazpu_core.training.tile_rotation_for).
 TILE_ROTATIONS = ("auto", "any", "90")
 
+# `topazpu train --precision`: the arithmetic of the feature layers in training; 'auto' chooses
+# (topazpu_core.training.precision_for).
+PRECISIONS = ("auto", "float32", "bfloat16")
+
 # `pick`/`extract --orientations`: identity; the 4 rotations by 90 degrees; and their mirror images.
 ORIENTATIONS = (1, 4, 8)
 

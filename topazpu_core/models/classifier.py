@@ -36,10 +36,6 @@ class Classifier(nn.Module):
         """(B, 1, H, W) -> logits (B, h, w), unpadded: output j is centred on input stride*j + (rf-1)/2."""
         return self.head(self.features(x))[:, 0]
 
-    def forward_with_features(self, x):
-        z = self.features(x)
-        return self.head(z)[:, 0], z
-
 
 def output_centres(n_out, stride, receptive_field):
     """Input-pixel index of each output position along one axis."""
