@@ -37,8 +37,11 @@ AUTO_PICKS_PER_PARTICLE = _engine.AUTO_PICKS_PER_PARTICLE
 NMS_RADIUS_FACTOR = _engine.NMS_RADIUS_FACTOR
 nms_radius_for = _engine.nms_radius_for
 
-# Training epochs in all (the engine's default; half in each round with self-training).
-DEFAULT_EPOCHS = _engine.DEFAULT_EPOCHS
+# Training epochs in all (half in each round with self-training): the form's 0 is the engine's 'auto',
+# EPOCHS_FEW_LABELS while the labels cover less than half the expected particles, else EPOCHS_MOST_LABELLED.
+EPOCHS_AUTO = 0
+EPOCHS_FEW_LABELS = _engine.EPOCHS_FEW_LABELS
+EPOCHS_MOST_LABELLED = _engine.EPOCHS_MOST_LABELLED
 
 # How the expected number of particles is given to the training.
 PRIOR_PARTICLES = 0

@@ -20,7 +20,8 @@ from topazpu_core.images import image_name
 from topazpu_core.metrics import evaluate, match_picks
 from topazpu_core.errors import TopazPuError
 from topazpu_core.training import (Micrograph, TrainConfig, Trainer, averaged_weights, averaging_start,
-                                    cpu_computes_bfloat16, intensity_jitter_for, precision_for, tile_rotation_for)
+                                    cpu_computes_bfloat16, epochs_for, intensity_jitter_for, precision_for,
+                                    tile_rotation_for)
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -340,6 +341,31 @@ def test_precision_is_recorded_checked_and_close_to_float32(trained, tmp_path):
         losses.append([trainer.step(np.random.default_rng(1))["loss"] for _ in range(3)])
     assert losses[1] != losses[0]  # computed in bfloat16 indeed
     np.testing.assert_allclose(losses[1], losses[0], rtol=0.01)
+
+
+def test_epochs_auto_follows_the_labelled_share_and_is_recorded(trained, tmp_path, capsys):
+    """--epochs auto (the default): 20 while the labels cover less than half the expected positive
+    fraction, 30 from half on (the bundled labels cover most of -n); the value asked for is recorded;
+    a number is taken as given and anything else refused."""
+    pi = 0.05
+    assert [epochs_for("auto", pi, share * pi) for share in (0.01, 0.49, 0.5, 0.88)] == [20, 20, 30, 30]
+    assert epochs_for("12", pi, 0.01 * pi) == 12 and epochs_for(7, pi, 0.9 * pi) == 7
+    for bad in ("0", 0, -3, "2.5", 2.5, "many", None, True):
+        with pytest.raises(TopazPuError, match="epochs"):
+            epochs_for(bad, pi, 0.9 * pi)
+    d, _, _ = trained
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", d / "train.txt", *TRAIN_ARGS]
+    i = args.index("--epochs")
+    del args[i:i + 2]
+    args[args.index("--epoch-size") + 1] = "1"
+    run(*args, "-o", tmp_path / "auto.pt")
+    meta = json.load(open(tmp_path / "auto.json"))
+    assert meta["labelled_fraction"] > meta["pi"] / 2
+    assert meta["epochs_asked"] == "auto" and meta["epochs"] == 30 and meta["epochs_trained"] == 30
+    with pytest.raises(SystemExit):
+        run(*args, "--epochs", "ten", "-o", tmp_path / "bad.pt")
+    assert "epochs 'ten'" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "bad.pt")
 
 
 def test_intensity_jitter_auto_follows_the_labelled_share():

@@ -61,9 +61,12 @@ def nms_radius_for(particle_radius):
     return NMS_RADIUS_FACTOR * float(particle_radius)
 
 
-# Epochs of a training in all (`topazpu train --epochs`, TrainConfig, the plugin's train form):
-# with self-training (`--pseudo-labels`), half in each of its two rounds.
-DEFAULT_EPOCHS = 20
+# Epochs of a training in all (`topazpu train --epochs`, TrainConfig; the plugin's train form, where
+# 0 means 'auto'): a number, or 'auto' (topazpu_core.training.epochs_for): EPOCHS_FEW_LABELS while
+# the labels cover less than half the expected particles, else EPOCHS_MOST_LABELLED. With
+# self-training (`--pseudo-labels`), half in each of its two rounds.
+EPOCHS_FEW_LABELS = 20
+EPOCHS_MOST_LABELLED = 30
 
 # the metadata file `topazpu preprocess` writes into its output folder
 PREPROCESS_JSON = "preprocess.json"

@@ -7,8 +7,8 @@ from pyworkflow import BETA
 from pwem.protocols import ProtParticles
 
 from .. import convert
-from ..constants import (AUTO_PICKS_PER_PARTICLE, BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, DEFAULT_EPOCHS,
-                         NMS_RADIUS_FACTOR, NORMALIZATIONS, NORM_GMM, OBJECTIVES, OBJECTIVE_GE_BINOMIAL,
+from ..constants import (AUTO_PICKS_PER_PARTICLE, BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, EPOCHS_AUTO,
+                         EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, NMS_RADIUS_FACTOR, NORMALIZATIONS, NORM_GMM, OBJECTIVES, OBJECTIVE_GE_BINOMIAL,
                          PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS, VAL_NONE, VAL_SET)
 from ..objects import TopazPuModel
 from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expectedParticlesPerMicrograph,
@@ -171,10 +171,13 @@ class TopazPuProtTrain(ProtParticles):
                            'suppression) and validation matches picks to labels within r; it is recorded in '
                            'the model for the picker. 0: the box size of the training coordinates / %.1f.'
                            % (NMS_RADIUS_FACTOR, BOX_FACTOR))
-        form.addParam('epochs', params.IntParam, default=DEFAULT_EPOCHS, validators=[params.Positive],
-                      label='Epochs',
-                      help='Training epochs in all (with self-training, half in each round). "Continue" with '
-                           'a larger value trains more epochs from the last checkpoint.')
+        form.addParam('epochs', params.IntParam, default=EPOCHS_AUTO, validators=[params.GE(0)],
+                      label='Epochs (0 = auto)',
+                      help='Training epochs in all (with self-training, half in each round). 0 = auto: %d while '
+                           'the labels cover less than half the expected particles, as when a few hundred are '
+                           'picked by hand, else %d (with every particle labelled, more epochs raised the '
+                           'average precision). "Continue" with a larger value trains more epochs from the last '
+                           'checkpoint.' % (EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED))
         form.addParam('pseudoLabels', params.FloatParam, default=0, validators=[params.Range(0, 0.95)],
                       expertLevel=params.LEVEL_ADVANCED, label='Self-training share (0 = off)',
                       help='Self-training: a first model is trained on the labels; its best picks on each '
@@ -375,7 +378,7 @@ class TopazPuProtTrain(ProtParticles):
                  '--arch %s' % ARCHITECTURES[self.architecture.get()],
                  '--units %d' % self.units.get(),
                  '--label-radius %d' % self.labelRadius.get(),
-                 '--epochs %d' % self.epochs.get(),
+                 '--epochs %s' % (self.epochs.get() or 'auto'),
                  '--pseudo-labels %g' % self.pseudoLabels.get(),
                  '--seed %d' % self.seed.get(),
                  '--scale %g' % self.getScale(),

@@ -39,8 +39,8 @@ import logging
 import sys
 
 from topazpu_core.errors import TopazPuError
-from topazpu_core.options import (ARCHITECTURES, DEFAULT_EPOCHS, NMS_RADIUS_FACTOR, OBJECTIVES, PRECISIONS,
-                                  TILE_ROTATIONS)
+from topazpu_core.options import (ARCHITECTURES, EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, NMS_RADIUS_FACTOR,
+                                  OBJECTIVES, PRECISIONS, TILE_ROTATIONS)
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,11 @@ def add_args(p):
                         "model from the start on both, each round half the --epochs. 0.8 raised apoferritin AP by "
                         "0.04 with 50 labels but lowered beta-galactosidase by 0.04 (default: 0 = off)")
     g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
-    g.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help="maximum epochs in all, half in each round with self-training (default: %d)" % DEFAULT_EPOCHS)
+    g.add_argument("--epochs", default="auto", metavar="E",
+                   help="epochs in all, half in each round with self-training; 'auto' = %d while the labels cover "
+                        "less than half the expected particles (-n), else %d: with every particle labelled 30 "
+                        "epochs raised the apoferritin AP from 0.772 to 0.795 (3 seeds) (default: auto)"
+                        % (EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED))
     g.add_argument("--epoch-size", type=int, default=100, help="minibatch updates per epoch (default: 100)")
     g.add_argument("--tiles-per-batch", type=int, default=8, help="tiles per minibatch (default: 8)")
     g.add_argument("--tile-size", type=int, help="tile side in px (default: receptive field + 24 strides)")
@@ -145,7 +148,7 @@ def number_or_auto(flag, value, accepted):
 
 def main(args):
     from topazpu_core.sampling import split_micrographs
-    from topazpu_core.training import TrainConfig, fit, kept_weights, label_holdout, load_micrographs
+    from topazpu_core.training import TrainConfig, epochs_for, fit, kept_weights, label_holdout, load_micrographs
 
     from topazpu_core.checkpoint import torch_device
 
@@ -154,6 +157,7 @@ def main(args):
         raise TopazPuError("give -n (expected particles per micrograph) or --pi")
     autoencoder = number_or_auto("--autoencoder", args.autoencoder, "a number")
     intensity_jitter = number_or_auto("--intensity-jitter", args.intensity_jitter, "a number in [0, 1)")
+    epochs = args.epochs if args.epochs == "auto" else epochs_for(args.epochs, None, None)  # checked before loading
     train, info = load_micrographs(args.train_images, args.train_targets)
     validation = None
     if not any(len(m.x) for m in train):
@@ -197,7 +201,7 @@ def main(args):
         nnpu_beta=args.nnpu_beta, nnpu_gamma=args.nnpu_gamma, learning_rate=args.learning_rate,
         tile_size=args.tile_size, tiles_per_batch=args.tiles_per_batch, intensity_jitter=intensity_jitter,
         background_ring=args.background_ring, tile_rotation=args.tile_rotation, precision=args.precision,
-        epochs=args.epochs,
+        epochs=epochs,
         epoch_size=args.epoch_size, patience=args.patience, seed=args.seed, threads=args.threads or None,
         scale=args.scale if args.scale is not None else info.get("scale", 1.0),
         normalization=info.get("normalization", "gmm"), start_model=args.start_model,
