@@ -1,6 +1,7 @@
 """Training a PU particle classifier: configuration, the step-driven loop, validation, checkpoints.
 
-One epoch = `epoch_size` Adam steps on dense tile minibatches (sampling.TileSampler). Every
+One epoch = `epoch_size` Adam steps on dense tile minibatches (sampling.TileSampler); `fit`
+trains `epochs_for` of them (20 with few labels, 30 with most particles labelled). Every
 epoch is checkpointed so `resume=True` continues exactly: the sampler's random stream for epoch e
 is seeded by (seed, e), so an interrupted epoch replays identically. Each checkpoint also holds
 that epoch's model metadata, so `pick`/`extract` can use it. The final model is the mean of the

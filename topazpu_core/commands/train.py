@@ -11,7 +11,8 @@ labels cover less than half the expected particles, turned by any angle, not onl
 of 90 degrees (--tile-rotation), and jittered in contrast and brightness (--intensity-jitter);
 the model is the mean of the weights of the later epochs (from the epoch by which each label
 has been the centre of 8 training tiles, at the latest the middle:
-epochs 2-20 with 50 labels, 5-20 with 200, 11-20 from 500 on; `averaged_epochs` in MODEL.json):
+epochs 2-20 with 50 labels, 5-20 with 200, 11-20 with 500, 16-30 with every particle labelled,
+where --epochs auto trains 30 epochs, not 20; `averaged_epochs` in MODEL.json):
 with a few hundred sparse labels, held-out labels estimate the AP too noisily to choose an epoch (+-0.07 with 40
 of them) and cost the training those labels (apoferritin, 200 labels, one round: AP 0.686 with
 every label, 0.635 with 20 % held out and the best epoch; benchmarks/README.md).
