@@ -12,10 +12,11 @@ needed.
 
 Training: 10 epochs of 100 updates (1000; 6 x 40 gave held-back AP 0.48); the model is the mean
 of the weights of epochs 6-10, and picks are at least 1.25 particle radii apart. Measured:
-average precision 0.711 over the ranking of every peak on the held-back micrograph (random picks
-0.14; with picks a particle radius apart, the rule until 5 December 2026, 0.702), F1 0.63 at the
-default threshold (219 picks for 158 labels: 1.1 x the -n of 200); 120-216 s in all on 2 idle
-cores. The labels cover most of -n, so the training tiles turn by multiples of 90 degrees
+average precision 0.710 over the ranking of every peak on the held-back micrograph (random picks
+0.14; with picks a particle radius apart, the rule until 5 December 2026, 0.702), F1 0.635 at
+the default threshold (217 picks for 158 labels: 1.1 x the -n of 200); 132 s in all on 2 idle
+cores, training in bfloat16 (`--precision auto` on a CPU with bfloat16 instructions; in float32
+0.711, 219 picks, 120-216 s). The labels cover most of -n, so the training tiles turn by multiples of 90 degrees
 (`--tile-rotation auto`); turned by any angle (linearly interpolated, before 6 December 2026)
 they gave 0.703 (223 picks). With -n 160, near the labelled count, the held-back AP was 0.62, so
 the demo keeps 200.
