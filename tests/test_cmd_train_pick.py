@@ -375,6 +375,9 @@ def test_intensity_jitter_auto_follows_the_labelled_share():
     assert [intensity_jitter_for("auto", pi, share * pi) for share in (0.01, 0.14, 0.49, 0.5, 0.88, 1.2)] == \
         [0.2, 0.2, 0.2, 0.0, 0.0, 0.0]
     assert intensity_jitter_for(0.1, pi, 0.9 * pi) == 0.1 and intensity_jitter_for(0, pi, 0.01 * pi) == 0.0
+    for bad in ("strong", None):
+        with pytest.raises(TopazPuError, match="intensity jitter"):
+            intensity_jitter_for(bad, pi, 0.01 * pi)
 
 
 def test_pseudo_labels_train_a_second_model_on_the_first_ones_picks(trained, tmp_path):

@@ -435,7 +435,10 @@ def intensity_jitter_for(value, pi, labelled_fraction):
     against 0.795."""
     if value == "auto":
         return INTENSITY_JITTER if labels_are_few(pi, labelled_fraction) else 0.0
-    return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TopazPuError("intensity jitter %r: a number in [0, 1), or 'auto'" % (value,)) from None
 
 
 class Trainer:
