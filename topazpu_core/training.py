@@ -377,9 +377,10 @@ def epochs_for(value, pi, labelled_fraction):
     Measured (sparse protocol, `benchmarks/README.md`; bfloat16): with every particle of the
     training micrographs labelled 30 epochs instead of 20 raised apoferritin from 0.785 / 0.747 /
     0.784 to 0.803 / 0.764 / 0.818 (seeds 0 / 1 / 2), beta-galactosidase from 0.895 / 0.865 to
-    0.900 / 0.866 (seeds 0 / 1) and the ribosome (labels 68 % of -n) from 0.795 to 0.808. With few labels they were level or a little higher (apoferritin 200 labels 0.739
-    against 0.735, beta-galactosidase 500 labels 0.872 against 0.865; seed 0), not worth half as
-    much training time again, hence 'auto'."""
+    0.900 / 0.866 (seeds 0 / 1) and the ribosome (labels 68 % of -n) from 0.795 to 0.808. With
+    few labels they were level or a little higher (apoferritin 200 labels 0.739 against 0.735,
+    beta-galactosidase 500 labels 0.872 against 0.865; seed 0), not worth half as much training
+    time again, hence 'auto'."""
     if value == "auto":
         return EPOCHS_FEW_LABELS if labels_are_few(pi, labelled_fraction) else EPOCHS_MOST_LABELLED
     if isinstance(value, str) and value.strip().isdigit():
@@ -616,8 +617,8 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
                 "the expected particles not labelled)", sum(len(m.x) for m in train), n_extra, share)
     merged = [Micrograph(m.name, m.image, np.concatenate([m.x, e[:, 0]]), np.concatenate([m.y, e[:, 1]]))
               for m, e in zip(train, extra)]
-    notes = {**asked, "pseudo_label_share": share, "n_pseudo_labels": n_extra, "first_round_model": os.path.basename(first_path),
-             "first_round_threshold": first_meta.get("threshold")}
+    notes = {**asked, "pseudo_label_share": share, "n_pseudo_labels": n_extra,
+             "first_round_model": os.path.basename(first_path), "first_round_threshold": first_meta.get("threshold")}
     return fit_round(dataclasses.replace(config, epochs=config.epochs - config.epochs // 2), merged, val, model_path,
                      resume=resume, progress=progress, device=device, validation=validation, notes=notes)
 

@@ -8,8 +8,9 @@ from pwem.protocols import ProtParticles
 
 from .. import convert
 from ..constants import (AUTO_PICKS_PER_PARTICLE, BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, EPOCHS_AUTO,
-                         EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, NMS_RADIUS_FACTOR, NORMALIZATIONS, NORM_GMM, OBJECTIVES, OBJECTIVE_GE_BINOMIAL,
-                         PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS, VAL_NONE, VAL_SET)
+                         EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, NMS_RADIUS_FACTOR, NORMALIZATIONS, NORM_GMM,
+                         OBJECTIVES, OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS,
+                         VAL_NONE, VAL_SET)
 from ..objects import TopazPuModel
 from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expectedParticlesPerMicrograph,
                          meanLabelsPerMicrograph, particleRadiusPx)
