@@ -376,8 +376,8 @@ def epochs_for(value, pi, labelled_fraction):
 
     Measured (sparse protocol, `benchmarks/README.md`; bfloat16): with every particle of the
     training micrographs labelled 30 epochs instead of 20 raised apoferritin from 0.785 / 0.747 /
-    0.784 to 0.803 / 0.764 / 0.818 (seeds 0 / 1 / 2), beta-galactosidase from 0.895 / 0.865 to
-    0.900 / 0.866 (seeds 0 / 1) and the ribosome (labels 68 % of -n) from 0.795 to 0.808. With
+    0.784 to 0.803 / 0.764 / 0.818 (seeds 0 / 1 / 2), beta-galactosidase from 0.895 / 0.865 /
+    0.846 to 0.900 / 0.866 / 0.853 and the ribosome (labels 68 % of -n) from 0.795 to 0.808. With
     few labels they were level or a little higher (apoferritin 200 labels 0.739 against 0.735,
     beta-galactosidase 500 labels 0.872 against 0.865; seed 0), not worth half as much training
     time again, hence 'auto'."""
