@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["topazpu_core", "topazpu_core.*", "scipion_topazpu", "scipion_topazpu.*"]),
     package_data={
-        "topazpu_core": ["data/*/*.mrc", "data/*/*.txt", "data/*/*.md"],
+        "topazpu_core": ["data/*/*.mrc", "data/*/*.txt", "data/*/*.md", "data/*/*.pt", "data/*/*.json"],
         "scipion_topazpu": ["templates/*.json.template", "protocols.conf"],
     },
     include_package_data=True,

@@ -128,25 +128,36 @@ def labels_for(name, opts):
     return "default"
 
 
-def start_model_for(name, opts):
-    """--start-model: None, a model file, or 'lopo' -> the leave-one-protein-out model of `name`."""
-    if not opts.start_model:
-        return None
-    if opts.start_model != "lopo":
-        return opts.start_model
-    return lopo_start_model(name, opts)
+def start_model_for(name, opts, split):
+    """What the training of data set `name` starts from, as `topazpu train --start-model` takes it.
 
-
-def lopo_start_model(name, opts):
-    """A starting model trained on every labelled micrograph of the OTHER data sets (leave one protein out),
-    through the command line, cached in WORK/start_models/without-NAME/model.pt.
-
-    Each other data set is preprocessed at its own scale (its particles then measure 13-17 px across,
-    as this one's do); all their labels train one model with -n = the expected particles over all those
-    micrographs per micrograph, --arch as the main runs, the CLI's defaults otherwise, seed 0. None of
-    `name`'s micrographs is seen.
+    --start-model lopo (the default): as the CLI's 'auto', which starts from the bundled model while
+    the labels are few, but with the leave-one-protein-out model of `name` (`start_model_without`) in
+    place of the bundled one, which was trained on every labelled micrograph here, the held-out ones
+    included. Few is counted here as fewer labels than half of -n x the training micrographs (the
+    CLI's `training.labels_are_few` compares the same label disks as pixel fractions); otherwise
+    'none', so that the bundled model never starts a run of this script unless asked ('auto').
+    'auto', 'none' or a model file: passed on as given.
     """
-    work = os.path.join(opts.work, "start_models", "without-" + name)
+    choice = opts.start_model or "lopo"
+    if choice != "lopo":
+        return choice
+    labels = len(split.train_labels)
+    half = 0.5 * expected_n(split, opts) * len(split.train_paths)
+    return start_model_without(name, opts) if labels < half else "none"
+
+
+def start_model_without(name, opts):
+    """A starting model trained on every labelled micrograph of the data sets other than `name`
+    (leave one protein out; None: of every data set, the bundled model's recipe), through the
+    command line, cached in WORK/start_models/without-NAME (or all)/model.pt.
+
+    Each data set is preprocessed at its own scale (its particles then measure 13-17 px across, as
+    the benchmark's scales make them); all their labels train one model with -n = the expected
+    particles over all those micrographs per micrograph, --arch, --epochs and --epoch-size as the main
+    runs, --start-model none, the CLI's defaults otherwise, seed 0.
+    """
+    work = os.path.join(opts.work, "start_models", "without-" + name if name else "all")
     model = os.path.join(work, "model.pt")
     if os.path.exists(model):
         return model
@@ -168,13 +179,15 @@ def lopo_start_model(name, opts):
     write_coordinates(Coordinates.concat(coords), targets, fmt="coord")
     cmd = topazpu("train", "--train-images", image_list, "--train-targets", targets,
                   "-n", "%.2f" % (expected / len(images)), "--particle-radius", "%.2f" % np.mean(radii),
-                  "--seed", 0, "--threads", opts.threads, "--no-progress", "-o", model)
-    if opts.arch:
-        cmd += ["--arch", opts.arch]
-    print("start model without %s: training on %s (%d micrographs) -> %s" % (name, ", ".join(others), len(images),
-                                                                           model), flush=True)
+                  "--start-model", "none", "--seed", 0, "--threads", opts.threads, "--no-progress", "-o", model)
+    for flag, value in (("--arch", opts.arch), ("--epochs", opts.epochs), ("--epoch-size", opts.epoch_size)):
+        if value is not None:  # --quick: a quick start model too
+            cmd += [flag, str(value)]
+    what = "without " + name if name else "of every data set"
+    print("start model %s: training on %s (%d micrographs) -> %s" % (what, ", ".join(others), len(images), model),
+          flush=True)
     seconds = run(cmd, os.path.join(logs, "train.log"))
-    print("start model without %s: %.0f s" % (name, seconds), flush=True)
+    print("start model %s: %.0f s" % (what, seconds), flush=True)
     return model
 
 
@@ -265,10 +278,8 @@ def run_ours(split, files, work, opts, protocol="dense"):
                         ("--objective", opts.objective)):
         if value is not None:
             cmd += [flag, str(value)]
-    start = start_model_for(d.name, opts)
-    if start:
-        cmd += ["--start-model", start]
-        res["start_model"] = start
+    res["start_model"] = start_model_for(d.name, opts, split)
+    cmd += ["--start-model", res["start_model"]]
     cmd += shlex.split(opts.train_args or "")
     res["train_seconds"] = run(cmd, os.path.join(logs, "train.log"))
     with open(os.path.splitext(model)[0] + ".json") as f:
@@ -584,9 +595,11 @@ def add_train_args(p):
     p.add_argument("--labels", metavar="NAME=N[,NAME=N]",
                    help="training labels per data set (a number or 'all'; default: the protocol's: apoferritin 200, "
                         "bgal 500, ribosome all)")
-    p.add_argument("--start-model", metavar="MODEL.pt|lopo",
-                   help="topazpu train --start-model; 'lopo' = per data set, a model trained on the other data sets "
-                        "(leave one protein out), built once in WORK/start_models/")
+    p.add_argument("--start-model", default="lopo", metavar="lopo|auto|none|MODEL.pt",
+                   help="what training starts from: 'lopo' = as the CLI's 'auto' (a starting model while the labels "
+                        "are few), but the model trained on the other data sets (leave one protein out, built once "
+                        "in WORK/start_models/) in place of the bundled one, which saw these micrographs; 'auto', "
+                        "'none' or a model file: topazpu train --start-model as given (default: lopo)")
 
 
 def add_topaz_train_args(p):

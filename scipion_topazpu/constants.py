@@ -43,6 +43,11 @@ EPOCHS_AUTO = 0
 EPOCHS_FEW_LABELS = _engine.EPOCHS_FEW_LABELS
 EPOCHS_MOST_LABELLED = _engine.EPOCHS_MOST_LABELLED
 
+# What training starts from: 'auto' = the engine's bundled starting model while the labels are few
+# (resnet8 with 32 units only), 'none' = random weights.
+START_MODELS = list(_engine.START_MODELS)
+START_MODEL_AUTO = START_MODELS.index('auto')
+
 # How the expected number of particles is given to the training.
 PRIOR_PARTICLES = 0
 PRIOR_PI = 1

@@ -20,8 +20,8 @@ from topazpu_core.images import image_name
 from topazpu_core.metrics import evaluate, match_picks
 from topazpu_core.errors import TopazPuError
 from topazpu_core.training import (Micrograph, TrainConfig, Trainer, averaged_weights, averaging_start,
-                                    cpu_computes_bfloat16, epochs_for, intensity_jitter_for, precision_for,
-                                    tile_rotation_for)
+                                    BUNDLED_START_MODEL, cpu_computes_bfloat16, epochs_for, intensity_jitter_for,
+                                    precision_for, start_model_for, tile_rotation_for)
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -237,6 +237,47 @@ def test_start_model_starts_the_features_not_the_head(trained, tmp_path, capsys)
         cli.main([str(a) for a in args] + ["--start-model", str(d / "model.pt"), "--arch", "conv31",
                                            "-o", str(tmp_path / "x.pt")])
     assert "model.pt: --start-model is a resnet8" in capsys.readouterr().err
+
+
+def test_start_model_auto_is_the_bundled_model_while_the_labels_are_few():
+    """'auto' starts from the bundled resnet8 (trained on the three development proteins) while the
+    labels cover less than half of pi, and only for a resnet8 with 32 units; 'none' and a path are
+    taken as given."""
+    pi = 0.02
+    assert start_model_for("auto", "resnet8", 32, pi, 0.0099) == BUNDLED_START_MODEL
+    assert start_model_for("auto", "resnet8", 32, pi, 0.0100) is None  # half of pi: most particles labelled
+    assert start_model_for("auto", "conv31", 32, pi, 0.001) is None
+    assert start_model_for("auto", "resnet8", 64, pi, 0.001) is None
+    assert start_model_for("none", "resnet8", 32, pi, 0.001) is None
+    assert start_model_for("x/model.pt", "conv31", 16, pi, 0.5) == "x/model.pt"
+    model, meta = load_model(BUNDLED_START_MODEL)
+    assert (meta["architecture"], meta["units"]) == ("resnet8", 32) and model.architecture == "resnet8"
+    # its training, as the README states it: every labelled micrograph of the three data sets
+    assert meta["n_train_micrographs"] == 28 and meta["n_train_labels"] == 1953 + 6202 + 413
+    assert meta["start_model"] is None and meta["built_by"] == "benchmarks/build_start_model.py"
+    assert os.path.getsize(BUNDLED_START_MODEL) < 1_000_000
+
+
+def test_few_labels_start_from_the_bundled_model_by_default(trained, tmp_path):
+    """The CLI's default (--start-model auto) with 30 labels for -n 200: the features start from the
+    bundled model (recorded in MODEL.json with what was asked); --start-model none: random weights."""
+    d, _, coords = trained
+    few = read_coordinates(str(d / "train.txt"))
+    few = few.subset(np.arange(len(few)) % (len(few) // 30) == 0)
+    write_coordinates(few, str(tmp_path / "few.txt"))
+    args = ["train", "--train-images", d / "train_list.txt", "--train-targets", tmp_path / "few.txt", *TRAIN_ARGS]
+    args[args.index("--epochs") + 1] = "1"
+    args[args.index("--epoch-size") + 1] = "1"
+    run(*args, "-o", tmp_path / "auto.pt")
+    run(*args, "--start-model", "none", "-o", tmp_path / "none.pt")
+    auto, meta = load_model(str(tmp_path / "auto.pt"))
+    cold, cold_meta = load_model(str(tmp_path / "none.pt"))
+    assert meta["start_model_asked"] == "auto" and meta["start_model"]["path"] == BUNDLED_START_MODEL
+    assert cold_meta["start_model_asked"] == "none" and cold_meta["start_model"] is None
+    bundled, _ = load_model(BUNDLED_START_MODEL)
+    key = next(k for k in bundled.features.state_dict() if k.endswith("weight"))
+    w, b, c = (m.features.state_dict()[key] for m in (auto, bundled, cold))
+    assert (w - b).abs().max() < 2e-3 < (c - b).abs().max()
 
 
 def test_every_particle_labelled_trains_as_pn(trained, tmp_path, capsys):

@@ -23,6 +23,10 @@ TILE_ROTATIONS = ("auto", "any", "90")
 # (topazpu_core.training.precision_for).
 PRECISIONS = ("auto", "float32", "bfloat16")
 
+# `topazpu train --start-model` besides a model file: the bundled starting model while the labels
+# are few, or random weights (topazpu_core.training.start_model_for).
+START_MODELS = ("auto", "none")
+
 # `pick`/`extract --orientations`: identity; the 4 rotations by 90 degrees; and their mirror images.
 ORIENTATIONS = (1, 4, 8)
 

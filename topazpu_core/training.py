@@ -116,7 +116,7 @@ class TrainConfig:
     threads: Optional[int] = None
     scale: float = 1.0  # preprocessing downsampling of the training images (recorded)
     normalization: str = "gmm"
-    start_model: Optional[str] = None  # a trained model whose feature layers start this training
+    start_model: str = "auto"  # a trained model whose feature layers start this training, "none", or "auto"
     pseudo_labels: float = 0.0  # self-training (fit): share of the expected particles not labelled; 0 = off
 
 
@@ -258,6 +258,35 @@ def thinned_curve(curve, keep_index=None, points=400):
         keep.add(int(keep_index))
     keep = sorted(keep)
     return {k: [float(curve[k][i]) for i in keep] for k in ("threshold", "precision", "recall")}
+
+
+BUNDLED_START_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "start_model", "model.pt")
+BUNDLED_START_ARCHITECTURE = ("resnet8", 32)  # the bundled model's --arch and --units
+
+
+def start_model_for(value, architecture, units, pi, labelled_fraction):
+    """The model whose feature layers start a training (`--start-model`), or None for a random start:
+    a model file as given; 'none'; or for 'auto' the bundled model (BUNDLED_START_MODEL) while the
+    labels are few (`labels_are_few`) and the network is a resnet8 with 32 units like it, else none.
+
+    The bundled model is a resnet8 trained on every labelled micrograph of the three proteins of the
+    development data (apoferritin, beta-galactosidase, ribosome; `benchmarks/build_start_model.py`).
+    Measured leave-one-protein-out (`bench_quality.py --start-model lopo`: each protein's runs start
+    from a model trained on the other two; sparse protocol, benchmarks/README.md), it raised the
+    held-out AP with 50 labels by 0.011-0.029 (apoferritin and beta-galactosidase, 5 runs) and
+    with 200 by 0.001-0.024; with every particle labelled a random start does as well, and the
+    features then come from the user's own particles.
+    """
+    if value in (None, "none"):
+        return None
+    if value != "auto":
+        return value
+    if not labels_are_few(pi, labelled_fraction) or (architecture, units) != BUNDLED_START_ARCHITECTURE:
+        return None
+    if not os.path.exists(BUNDLED_START_MODEL):
+        raise TopazPuError("%s: the bundled starting model is missing (reinstall topazpu, or give "
+                           "--start-model none)" % BUNDLED_START_MODEL)
+    return BUNDLED_START_MODEL
 
 
 def start_features(model, path):
@@ -454,7 +483,6 @@ class Trainer:
             raise TopazPuError("no labelled particle on any training micrograph")
         torch.manual_seed(config.seed)
         self.model = Classifier(config.architecture, units=config.units)
-        self.start_model = start_features(self.model, config.start_model) if config.start_model else None
         rf = self.model.receptive_field
         if config.label_radius * 2 + 1 > rf:
             raise TopazPuError("label radius %g px is larger than the receptive field of %s (%d px)"
@@ -489,6 +517,9 @@ class Trainer:
                     labelled_fraction, n_labels, disk_pixels(config.label_radius),
                     "%.5f" % self.pi_u if self.pi_u is not None else "n/a",
                     pi * total_pixels / len(train) / disk_pixels(config.label_radius))
+        start = start_model_for(config.start_model, config.architecture, config.units, pi, labelled_fraction)
+        self.start_model = start_features(self.model, start) if start else None
+        logger.info("feature layers start from %s (--start-model %s)", start or "random weights", config.start_model)
         self.intensity_jitter = intensity_jitter_for(config.intensity_jitter, pi, labelled_fraction)
         self.tile_rotation = tile_rotation_for(config.tile_rotation, pi, labelled_fraction)
         logger.info("training tiles: turned by %s (%s); intensity jitter %g (%s); background ring %s",
@@ -724,6 +755,7 @@ def model_metadata(trainer, epoch, result):
                 background_fraction=trainer.background_fraction,
                 labelled_fraction=trainer.labelled_fraction,
                 autoencoder_weight=trainer.ae_weight, start_model=trainer.start_model,
+                start_model_asked=config.start_model,
                 n_train_micrographs=len(trainer.train),
                 n_train_labels=trainer.n_labels, n_val_micrographs=len(trainer.val), validation=trainer.validation,
                 epoch=epoch + 1, torch_version=torch.__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -9,8 +9,8 @@ from pwem.protocols import ProtParticles
 from .. import convert
 from ..constants import (AUTO_PICKS_PER_PARTICLE, BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, EPOCHS_AUTO,
                          EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, NMS_RADIUS_FACTOR, NORMALIZATIONS, NORM_GMM,
-                         OBJECTIVES, OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, VAL_FRACTION, VAL_LABELS,
-                         VAL_NONE, VAL_SET)
+                         OBJECTIVES, OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, START_MODEL_AUTO, START_MODELS,
+                         VAL_FRACTION, VAL_LABELS, VAL_NONE, VAL_SET)
 from ..objects import TopazPuModel
 from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expectedParticlesPerMicrograph,
                          meanLabelsPerMicrograph, particleRadiusPx)
@@ -160,6 +160,14 @@ class TopazPuProtTrain(ProtParticles):
         form.addParam('units', params.IntParam, default=32, validators=[params.Positive],
                       expertLevel=params.LEVEL_ADVANCED, label='Units',
                       help='Filters in the first layer (doubled at each stride); 32 or 64.')
+        form.addParam('startModel', params.EnumParam, choices=START_MODELS, default=START_MODEL_AUTO,
+                      label='Starting model',
+                      help='auto (default): while the labels cover less than half the expected particles, the '
+                           'feature layers start from the model bundled with topazpu (a resnet8 with 32 units '
+                           'trained on apoferritin, beta-galactosidase and ribosome micrographs); otherwise, or '
+                           'for another architecture, from random weights. Measured on each of those proteins '
+                           'from a model of the other two, it raised the average precision with 50 labels by '
+                           '0.01-0.03. none: random weights.')
         form.addParam('labelRadius', params.IntParam, default=3, validators=[params.GE(0)],
                       label='Label radius (px)',
                       help='Pixels within this distance of a labelled centre, in px of the downsampled '
@@ -378,6 +386,7 @@ class TopazPuProtTrain(ProtParticles):
         args += ['--objective %s' % OBJECTIVES[self.method.get()],
                  '--arch %s' % ARCHITECTURES[self.architecture.get()],
                  '--units %d' % self.units.get(),
+                 '--start-model %s' % START_MODELS[self.startModel.get()],
                  '--label-radius %d' % self.labelRadius.get(),
                  '--epochs %s' % (self.epochs.get() or 'auto'),
                  '--pseudo-labels %g' % self.pseudoLabels.get(),

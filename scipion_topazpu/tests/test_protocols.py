@@ -280,6 +280,7 @@ class TestTopazPuPipeline(BaseTest):
         prot._createFilenameTemplates()
         self.assertIn('--val-fraction 0 --val-labels 0', prot._getTrainArgs())  # the default: no validation
         self.assertIn('--pseudo-labels 0 ', prot._getTrainArgs())  # no self-training by default
+        self.assertIn('--start-model auto ', prot._getTrainArgs())  # the bundled model while labels are few
         prot.pseudoLabels.set(0.8)
         self.assertIn('--pseudo-labels 0.8', prot._getTrainArgs())
         common.launch(self, prot)
