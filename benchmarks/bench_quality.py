@@ -144,13 +144,19 @@ def start_model_for(name, opts, split):
         return choice
     labels = len(split.train_labels)
     half = 0.5 * expected_n(split, opts) * len(split.train_paths)
-    return start_model_without(name, opts) if labels < half else "none"
+    if labels >= half:
+        return "none"
+    if not [n for n in DATASETS if n != name and os.path.isdir(DATASETS[n].micrograph_dir(opts.data))]:
+        print("start model without %s: no other data set in %s, so a random start" % (name, opts.data), flush=True)
+        return "none"
+    return start_model_without(name, opts)
 
 
 def start_model_without(name, opts):
     """A starting model trained on every labelled micrograph of the data sets other than `name`
-    (leave one protein out; None: of every data set, the bundled model's recipe), through the
-    command line, cached in WORK/start_models/without-NAME (or all)/model.pt.
+    (leave one protein out; None: of every data set, the bundled model's recipe) that the data
+    folder holds, through the command line, cached in WORK/start_models/without-NAME (or
+    all)/model.pt.
 
     Each data set is preprocessed at its own scale (its particles then measure 13-17 px across, as
     the benchmark's scales make them); all their labels train one model with -n = the expected
@@ -161,7 +167,7 @@ def start_model_without(name, opts):
     model = os.path.join(work, "model.pt")
     if os.path.exists(model):
         return model
-    others = [n for n in DATASETS if n != name]
+    others = [n for n in DATASETS if n != name and os.path.isdir(DATASETS[n].micrograph_dir(opts.data))]
     logs = os.path.join(work, "logs")
     images, coords, expected, radii = [], [], 0.0, []
     for other in others:
