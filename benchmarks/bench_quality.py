@@ -414,11 +414,12 @@ def apoferritin_in_process(opts):
 
 def in_process_config(opts, split, method, seed, **extra):
     """TrainConfig of an in-process apoferritin run: the CLI's defaults, -m/--epochs/--epoch-size
-    when given."""
+    when given, from random weights (the bundled starting model saw these micrographs)."""
     from topazpu_core.training import TrainConfig
 
     d = split.dataset
     overrides = {key: v for key, v in (("epochs", opts.epochs), ("epoch_size", opts.epoch_size)) if v is not None}
+    overrides.setdefault("start_model", "none")
     return TrainConfig(particle_radius=d.radius_pre, method=method, architecture=opts.arch or "resnet8",
                        n_per_micrograph=expected_n(split, opts), seed=seed, scale=float(d.scale),
                        **overrides, **extra)

@@ -129,7 +129,8 @@ def train_quick_model(opts, work):
 
     config = TrainConfig(particle_radius=d.radius_pre, n_per_micrograph=split.expected_per_micrograph,
                          epochs=opts.train_epochs, epoch_size=opts.train_epoch_size, seed=opts.seed,
-                         scale=float(d.scale), pseudo_labels=0.0)  # one round: a quick model
+                         scale=float(d.scale), pseudo_labels=0.0,  # one round: a quick model,
+                         start_model="none")  # from random weights: the bundled model saw these micrographs
     path = os.path.join(work, "quick_model", "model.pt")
     t = time.perf_counter()
     meta = fit(config, mics(split.train_names, split.train_labels), mics(split.val_names, split.val_targets), path,
