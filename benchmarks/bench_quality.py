@@ -134,29 +134,33 @@ def start_model_for(name, opts, split):
     --start-model lopo (the default): as the CLI's 'auto', which starts from the bundled model while
     the labels are few, but with the leave-one-protein-out model of `name` (`start_model_without`) in
     place of the bundled one, which was trained on every labelled micrograph here, the held-out ones
-    included. Few is counted here as fewer labels than half of -n x the training micrographs (the
-    CLI's `training.labels_are_few` compares the same label disks as pixel fractions); otherwise
-    'none', so that the bundled model never starts a run of this script unless asked ('auto').
-    'auto', 'none' or a model file: passed on as given.
+    included. Few is the CLI's rule (`training.labels_are_few`), here on counts: the labels against
+    -n x the training micrographs (the CLI compares the same label disks as pixel fractions);
+    otherwise 'none', so that the bundled model never starts a run of this script unless asked
+    ('auto'). 'auto', 'none' or a model file: passed on as given.
     """
+    from topazpu_core.training import labels_are_few
+
     choice = opts.start_model or "lopo"
     if choice != "lopo":
         return choice
-    labels = len(split.train_labels)
-    half = 0.5 * expected_n(split, opts) * len(split.train_paths)
-    if labels >= half:
+    if not labels_are_few(expected_n(split, opts) * len(split.train_paths), len(split.train_labels)):
         return "none"
-    if not [n for n in DATASETS if n != name and os.path.isdir(DATASETS[n].micrograph_dir(opts.data))]:
+    if not other_data_sets(name, opts):
         print("start model without %s: no other data set in %s, so a random start" % (name, opts.data), flush=True)
         return "none"
     return start_model_without(name, opts)
 
 
+def other_data_sets(name, opts):
+    """The data sets other than `name` (None: every one) whose micrographs the data folder holds."""
+    return [n for n in DATASETS if n != name and os.path.isdir(DATASETS[n].micrograph_dir(opts.data))]
+
+
 def start_model_without(name, opts):
-    """A starting model trained on every labelled micrograph of the data sets other than `name`
-    (leave one protein out; None: of every data set, the bundled model's recipe) that the data
-    folder holds, through the command line, cached in WORK/start_models/without-NAME (or
-    all)/model.pt.
+    """A starting model trained on every labelled micrograph of `other_data_sets(name)` (leave one
+    protein out; None: of every data set, the bundled model's recipe), through the command line,
+    cached in WORK/start_models/without-NAME (or all)/model.pt.
 
     Each data set is preprocessed at its own scale (its particles then measure 13-17 px across, as
     the benchmark's scales make them); all their labels train one model with -n = the expected
@@ -167,7 +171,7 @@ def start_model_without(name, opts):
     model = os.path.join(work, "model.pt")
     if os.path.exists(model):
         return model
-    others = [n for n in DATASETS if n != name and os.path.isdir(DATASETS[n].micrograph_dir(opts.data))]
+    others = other_data_sets(name, opts)
     logs = os.path.join(work, "logs")
     images, coords, expected, radii = [], [], 0.0, []
     for other in others:
