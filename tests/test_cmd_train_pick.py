@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from topazpu_core import cli, datasets
+from topazpu_core import cli, datasets, training
 from topazpu_core.checkpoint import checkpoint_dir, load_model
 from topazpu_core.coordinates import read_coordinates, write_coordinates
 from topazpu_core.images import image_name
@@ -21,7 +21,8 @@ from topazpu_core.metrics import evaluate, match_picks
 from topazpu_core.errors import TopazPuError
 from topazpu_core.training import (Micrograph, TrainConfig, Trainer, averaged_weights, averaging_start,
                                     BUNDLED_START_MODEL, cpu_computes_bfloat16, epochs_for, intensity_jitter_for,
-                                    precision_for, start_model_for, tile_rotation_for)
+                                    precision_for, start_features, start_model_for, tile_rotation_for)
+from topazpu_core.models import Classifier
 
 HELD_OUT = 3  # index of the held-out bundled micrograph
 SCALE = 2
@@ -256,6 +257,18 @@ def test_start_model_auto_is_the_bundled_model_while_the_labels_are_few():
     assert meta["n_train_micrographs"] == 28 and meta["n_train_labels"] == 1953 + 6202 + 413
     assert meta["start_model"] is None and meta["built_by"] == "benchmarks/build_start_model.py"
     assert os.path.getsize(BUNDLED_START_MODEL) < 1_000_000
+
+
+def test_a_starting_model_for_another_particle_size_is_warned_about(monkeypatch):
+    """The bundled model learned particles of radius 7.69 px on average: one of 7 px starts quietly,
+    one of 16 px (2.08 x) is warned about, with the preprocessing scale factor that would match."""
+    warnings = []
+    monkeypatch.setattr(training.logger, "warning", lambda msg, *args: warnings.append(msg % args))
+    model = Classifier("resnet8", units=32)
+    info = start_features(model, BUNDLED_START_MODEL, particle_radius=7.0)
+    assert not warnings and info["particle_radius"] == pytest.approx(7.69)
+    start_features(model, BUNDLED_START_MODEL, particle_radius=16.0)
+    assert len(warnings) == 1 and "radius 7.69 px" in warnings[0] and "about 2.08 x the current scale" in warnings[0]
 
 
 def test_few_labels_start_from_the_bundled_model_by_default(trained, tmp_path):

@@ -291,13 +291,22 @@ def start_model_for(value, architecture, units, pi, labelled_fraction):
     return BUNDLED_START_MODEL
 
 
-def start_features(model, path):
+# A starting model's features are for particles of about its training size: a particle radius
+# more than this factor above or below the starting model's is warned about (`start_features`).
+START_MODEL_SIZE_FACTOR = 1.5
+
+
+def start_features(model, path, particle_radius=None):
     """Copy the feature layers of the trained model at `path` into `model` (same architecture and
     units); the head is not copied (training starts it at the prior). -> a summary of what that
     model was trained on, for the new model's metadata.
 
     A starting model trained on other proteins gives the features a head start that a few dozen
     labels cannot (benchmarks/bench_quality.py --start-model lopo measures it leave-one-protein-out).
+    Its features were learned on particles of its own `particle_radius` in px (the bundled model:
+    7.7 px on average, its particles 13-17 px across); a `particle_radius` more than
+    START_MODEL_SIZE_FACTOR times larger or smaller is warned about, with the preprocessing scale
+    that would match it (the start was measured only at the matching size).
     """
     from topazpu_core.checkpoint import load_model
 
@@ -306,10 +315,19 @@ def start_features(model, path):
         raise TopazPuError("%s: --start-model is a %s with %s units; this training builds a %s with %d units "
                            "(set --arch/--units to match it)" % (path, meta.get("architecture"), meta.get("units"),
                                                                  model.architecture, model.units))
+    start_radius = meta.get("particle_radius")
+    if particle_radius and start_radius:
+        ratio = float(particle_radius) / float(start_radius)
+        if not 1 / START_MODEL_SIZE_FACTOR <= ratio <= START_MODEL_SIZE_FACTOR:
+            logger.warning("the starting model %s was trained on particles of radius %.3g px; these are %.3g px "
+                           "(%.2f x): its features may not suit them. Preprocess at about %.2f x the current scale "
+                           "(topazpu preprocess -s) so that they measure about %.0f px across, or give "
+                           "--start-model none", path, float(start_radius), float(particle_radius), ratio, ratio,
+                           2 * float(start_radius))
     model.features.load_state_dict(start.features.state_dict())
     return {"path": os.path.abspath(path), "n_train_labels": meta.get("n_train_labels"),
             "n_train_micrographs": meta.get("n_train_micrographs"),
-            "epoch": meta.get("best_epoch", meta.get("epoch"))}
+            "epoch": meta.get("best_epoch", meta.get("epoch")), "particle_radius": start_radius}
 
 
 def objective_for(method, pi, labelled_fraction):
@@ -520,7 +538,7 @@ class Trainer:
                     "%.5f" % self.pi_u if self.pi_u is not None else "n/a",
                     pi * total_pixels / len(train) / disk_pixels(config.label_radius))
         start = start_model_for(config.start_model, config.architecture, config.units, pi, labelled_fraction)
-        self.start_model = start_features(self.model, start) if start else None
+        self.start_model = start_features(self.model, start, config.particle_radius) if start else None
         logger.info("feature layers start from %s (--start-model %s)", start or "random weights", config.start_model)
         self.intensity_jitter = intensity_jitter_for(config.intensity_jitter, pi, labelled_fraction)
         self.tile_rotation = tile_rotation_for(config.tile_rotation, pi, labelled_fraction)
