@@ -268,7 +268,8 @@ def test_a_starting_model_for_another_particle_size_is_warned_about(monkeypatch)
     info = start_features(model, BUNDLED_START_MODEL, particle_radius=7.0)
     assert not warnings and info["particle_radius"] == pytest.approx(7.69)
     start_features(model, BUNDLED_START_MODEL, particle_radius=16.0)
-    assert len(warnings) == 1 and "radius 7.69 px" in warnings[0] and "about 2.08 x the current scale" in warnings[0]
+    assert len(warnings) == 1 and "radius 7.69 px (15 px across); these are 16 px, 2.08 x" in warnings[0]
+    assert "Preprocess at about 2.08 x the current scale" in warnings[0]
 
 
 def test_few_labels_start_from_the_bundled_model_by_default(trained, tmp_path):

@@ -296,6 +296,22 @@ def start_model_for(value, architecture, units, pi, labelled_fraction):
 START_MODEL_SIZE_FACTOR = 1.5
 
 
+def start_model_size_mismatch(path, start_radius, particle_radius):
+    """-> (what is wrong, in words; the factor by which to multiply the downsampling to match), or
+    None: when `particle_radius` (px of the training images) is more than START_MODEL_SIZE_FACTOR
+    times larger or smaller than the radius the starting model at `path` was trained on
+    (`start_radius`, its metadata's particle_radius), and None when either is unknown. The command
+    line and the Scipion form each add their own remedy."""
+    if not particle_radius or not start_radius:
+        return None
+    ratio = float(particle_radius) / float(start_radius)
+    if 1 / START_MODEL_SIZE_FACTOR <= ratio <= START_MODEL_SIZE_FACTOR:
+        return None
+    return ("the starting model %s was trained on particles of radius %.3g px (%.0f px across); these are %.3g px, "
+            "%.2f x as large: its features may not suit them" % (path, float(start_radius), 2 * float(start_radius),
+                                                                  float(particle_radius), ratio)), ratio
+
+
 def start_features(model, path, particle_radius=None):
     """Copy the feature layers of the trained model at `path` into `model` (same architecture and
     units); the head is not copied (training starts it at the prior). -> a summary of what that
@@ -316,14 +332,10 @@ def start_features(model, path, particle_radius=None):
                            "(set --arch/--units to match it)" % (path, meta.get("architecture"), meta.get("units"),
                                                                  model.architecture, model.units))
     start_radius = meta.get("particle_radius")
-    if particle_radius and start_radius:
-        ratio = float(particle_radius) / float(start_radius)
-        if not 1 / START_MODEL_SIZE_FACTOR <= ratio <= START_MODEL_SIZE_FACTOR:
-            logger.warning("the starting model %s was trained on particles of radius %.3g px; these are %.3g px "
-                           "(%.2f x): its features may not suit them. Preprocess at about %.2f x the current scale "
-                           "(topazpu preprocess -s) so that they measure about %.0f px across, or give "
-                           "--start-model none", path, float(start_radius), float(particle_radius), ratio, ratio,
-                           2 * float(start_radius))
+    mismatch = start_model_size_mismatch(path, start_radius, particle_radius)
+    if mismatch:
+        logger.warning("%s. Preprocess at about %.2f x the current scale (topazpu preprocess -s), or give "
+                       "--start-model none", *mismatch)
     model.features.load_state_dict(start.features.state_dict())
     return {"path": os.path.abspath(path), "n_train_labels": meta.get("n_train_labels"),
             "n_train_micrographs": meta.get("n_train_micrographs"),

@@ -464,6 +464,25 @@ class TopazPuProtTrain(ProtParticles):
         errors += base.validateGpu(self)
         return errors
 
+    def _warnings(self):
+        """The bundled starting model ("Starting model": auto) was trained on particles 13-17 px
+        across: a particle much larger or smaller after downsampling is warned about (the engine's
+        start_model_size_mismatch; it warns in the run's log too)."""
+        from topazpu_core.checkpoint import read_model_metadata
+        from topazpu_core.training import BUNDLED_START_ARCHITECTURE, BUNDLED_START_MODEL, start_model_size_mismatch
+
+        network = (ARCHITECTURES[self.architecture.get()], self.units.get())
+        radius = self.getParticleRadiusPx() if self.inputMicrographs.get() is not None else None
+        if self.startModel.get() != START_MODEL_AUTO or network != BUNDLED_START_ARCHITECTURE or not radius:
+            return []
+        mismatch = start_model_size_mismatch(BUNDLED_START_MODEL,
+                                             read_model_metadata(BUNDLED_START_MODEL).get('particle_radius'), radius)
+        if not mismatch:
+            return []
+        return ['While the labels cover less than half the expected particles, training starts from the model '
+                'bundled with topazpu (Starting model: auto), but %s. Downsample by about %.2f x the current '
+                'factor, or set Starting model to none.' % mismatch]
+
     def _summary(self):
         summary = []
         if self.inputCoordinates.get() is not None:

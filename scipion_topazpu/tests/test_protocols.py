@@ -336,6 +336,23 @@ class TestTopazPuPipeline(BaseTest):
         self.assertIn('--particle-radius 8.25', args)
         self.assertIn('-n 200', args)
 
+    def test_train_warns_of_particles_unlike_the_starting_model(self):
+        """The bundled starting model learned particles 13-17 px across: the bundled set's (16.5 px after
+        downsampling by 2) start quietly; three times as large is warned about, with the factor to
+        downsample by; with "Starting model" none there is nothing to warn about."""
+        from scipion_topazpu.constants import START_MODELS
+        inputs = dict(inputMicrographs=self.protNorm.outputMicrographs,
+                      inputCoordinates=self.protCoords.outputCoordinates)
+        same = self.newProtocol(TopazPuProtTrain, particleDiameter=common.PARTICLE_DIAMETER_A, **inputs)
+        self.assertEqual(same.warnings(), [])
+        large = self.newProtocol(TopazPuProtTrain, particleDiameter=3 * common.PARTICLE_DIAMETER_A, **inputs)
+        warnings = large.warnings()
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn('these are 24.8 px, 3.22 x as large', warnings[0])
+        self.assertIn('Downsample by about 3.22 x', warnings[0])
+        large.startModel.set(START_MODELS.index('none'))
+        self.assertEqual(large.warnings(), [])
+
     def test_train_particles_must_exceed_labels(self):
         prot = self.newProtocol(TopazPuProtTrain, particleDiameter=common.PARTICLE_DIAMETER_A, numParticles=100,
                                 inputMicrographs=self.protNorm.outputMicrographs,
