@@ -43,6 +43,13 @@ EPOCHS_AUTO = 0
 EPOCHS_FEW_LABELS = _engine.EPOCHS_FEW_LABELS
 EPOCHS_MOST_LABELLED = _engine.EPOCHS_MOST_LABELLED
 
+# Radius in px of the downsampled micrographs of the disk of positive pixels around each label: the
+# form's 0 is the engine's 'auto', LABEL_RADIUS_FEW_LABELS while the labels cover less than half the
+# expected particles, else LABEL_RADIUS_MOST_LABELLED.
+LABEL_RADIUS_AUTO = 0
+LABEL_RADIUS_FEW_LABELS = _engine.LABEL_RADIUS_FEW_LABELS
+LABEL_RADIUS_MOST_LABELLED = _engine.LABEL_RADIUS_MOST_LABELLED
+
 # What training starts from: 'auto' = the engine's bundled starting model while the labels are few
 # (resnet8 with 32 units only), 'none' = random weights.
 START_MODELS = list(_engine.START_MODELS)

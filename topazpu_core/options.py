@@ -72,6 +72,17 @@ def nms_radius_for(particle_radius):
 EPOCHS_FEW_LABELS = 20
 EPOCHS_MOST_LABELLED = 30
 
+# Radius in px of the training images of the disk of positive pixels around each labelled centre
+# (`topazpu train --label-radius`, TrainConfig; the plugin's train form, where 0 means 'auto'): a
+# number, or 'auto' (topazpu_core.training.label_radius_for): LABEL_RADIUS_FEW_LABELS while the
+# labels cover less than half the expected particles, else LABEL_RADIUS_MOST_LABELLED. 13 px at 2,
+# 29 at 3; it is not the particle radius. The networks score a grid of `stride` px (4 for resnet8)
+# in training, and the tiles lie at random pixel offsets: at 2 = stride / 2 a label marks the grid
+# point nearest its centre in 13 of the 16 offsets and never one farther than 2 px; at 3 one to
+# four points up to 3 px away.
+LABEL_RADIUS_FEW_LABELS = 2
+LABEL_RADIUS_MOST_LABELLED = 3
+
 # the metadata file `topazpu preprocess` writes into its output folder
 PREPROCESS_JSON = "preprocess.json"
 

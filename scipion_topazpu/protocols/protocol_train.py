@@ -8,8 +8,9 @@ from pwem.protocols import ProtParticles
 
 from .. import convert
 from ..constants import (AUTO_PICKS_PER_PARTICLE, BOX_FACTOR, ARCHITECTURES, ARCH_RESNET8, EPOCHS_AUTO,
-                         EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, NMS_RADIUS_FACTOR, NORMALIZATIONS, NORM_GMM,
-                         OBJECTIVES, OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, START_MODEL_AUTO, START_MODELS,
+                         EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, LABEL_RADIUS_AUTO, LABEL_RADIUS_FEW_LABELS,
+                         LABEL_RADIUS_MOST_LABELLED, NMS_RADIUS_FACTOR, NORMALIZATIONS, NORM_GMM, OBJECTIVES,
+                         OBJECTIVE_GE_BINOMIAL, PRIOR_PARTICLES, PRIOR_PI, START_MODEL_AUTO, START_MODELS,
                          VAL_FRACTION, VAL_LABELS, VAL_NONE, VAL_SET)
 from ..objects import TopazPuModel
 from ..estimates import (DEFAULT_LABEL_COMPLETENESS, diameterFromBoxSize, expectedParticlesPerMicrograph,
@@ -168,11 +169,14 @@ class TopazPuProtTrain(ProtParticles):
                            'for another architecture, from random weights. Measured on each of those proteins '
                            'from a model of the other two, it raised the mean average precision with 50 labels '
                            'by 0.013 (apoferritin) and 0.018 (beta-galactosidase). none: random weights.')
-        form.addParam('labelRadius', params.IntParam, default=3, validators=[params.GE(0)],
-                      label='Label radius (px)',
+        form.addParam('labelRadius', params.IntParam, default=LABEL_RADIUS_AUTO, validators=[params.GE(0)],
+                      label='Label radius (px, 0 = auto)',
                       help='Pixels within this distance of a labelled centre, in px of the downsampled '
-                           'micrographs, are positives (3 gives 29 px per particle). Keep it small (1-3): '
-                           'it is not the particle radius.')
+                           'micrographs, are positives (2 gives 13 px per particle, 3 gives 29). It is not the '
+                           'particle radius. 0 = auto: %d while the labels cover less than half the expected '
+                           'particles, as when a few hundred are picked by hand (a sharper target, which raised '
+                           'the beta-galactosidase AP with 50-200 labels), else %d.'
+                           % (LABEL_RADIUS_FEW_LABELS, LABEL_RADIUS_MOST_LABELLED))
         form.addParam('particleDiameter', params.FloatParam, default=0, validators=[params.GE(0)],
                       label='Particle diameter (A, 0 = auto)',
                       help='Diameter of the particle in Angstrom. It gives the particle radius r in px of '
@@ -387,7 +391,7 @@ class TopazPuProtTrain(ProtParticles):
                  '--arch %s' % ARCHITECTURES[self.architecture.get()],
                  '--units %d' % self.units.get(),
                  '--start-model %s' % START_MODELS[self.startModel.get()],
-                 '--label-radius %d' % self.labelRadius.get(),
+                 '--label-radius %s' % (self.labelRadius.get() or 'auto'),
                  '--epochs %s' % (self.epochs.get() or 'auto'),
                  '--pseudo-labels %g' % self.pseudoLabels.get(),
                  '--seed %d' % self.seed.get(),

@@ -40,8 +40,9 @@ import logging
 import sys
 
 from topazpu_core.errors import TopazPuError
-from topazpu_core.options import (ARCHITECTURES, EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, NMS_RADIUS_FACTOR,
-                                  OBJECTIVES, PRECISIONS, TILE_ROTATIONS)
+from topazpu_core.options import (ARCHITECTURES, EPOCHS_FEW_LABELS, EPOCHS_MOST_LABELLED, LABEL_RADIUS_FEW_LABELS,
+                                  LABEL_RADIUS_MOST_LABELLED, NMS_RADIUS_FACTOR, OBJECTIVES, PRECISIONS,
+                                  TILE_ROTATIONS)
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,13 @@ def add_args(p):
     g = p.add_argument_group("labels and prior")
     g.add_argument("-n", "--num-particles", type=float, help="expected particles per micrograph (sets pi)")
     g.add_argument("--pi", type=float, help="positive fraction of pixels (instead of -n)")
-    g.add_argument("--label-radius", type=float, default=3,
-                   help="radius of the labelled disk around each centre, px of the training images (default: 3)")
+    g.add_argument("--label-radius", default="auto", metavar="R",
+                   help="radius of the labelled disk around each centre, px of the training images (not the "
+                        "particle radius); 'auto' = %g while the labels cover less than half the expected "
+                        "particles (-n), else %g: with 50-200 labels 2 raised the beta-galactosidase AP by "
+                        "0.004-0.012 and brought 50 labels within 0.05 of 200 on 5 seeds of 6; with every "
+                        "particle labelled it lowered it (default: auto)" % (LABEL_RADIUS_FEW_LABELS,
+                                                                            LABEL_RADIUS_MOST_LABELLED))
     g.add_argument("--particle-radius", type=float, required=True,
                    help="particle radius in px of the training images: validation matches picks within it, "
                         "and picks are at least %g x it apart (NMS; the model's default for pick)"
@@ -162,6 +168,7 @@ def main(args):
         raise TopazPuError("give -n (expected particles per micrograph) or --pi")
     autoencoder = number_or_auto("--autoencoder", args.autoencoder, "a number")
     intensity_jitter = number_or_auto("--intensity-jitter", args.intensity_jitter, "a number in [0, 1)")
+    label_radius = number_or_auto("--label-radius", args.label_radius, "a number of px")
     epochs = args.epochs if args.epochs == "auto" else epochs_for(args.epochs, None, None)  # checked before loading
     train, info = load_micrographs(args.train_images, args.train_targets)
     validation = None
@@ -201,7 +208,7 @@ def main(args):
                 len(train), sum(len(m.x) for m in train), len(val), sum(len(m.x) for m in val))
     config = TrainConfig(
         particle_radius=args.particle_radius, method=args.objective, architecture=args.arch, units=args.units,
-        label_radius=args.label_radius, n_per_micrograph=args.num_particles, pi=args.pi, slack=args.slack,
+        label_radius=label_radius, n_per_micrograph=args.num_particles, pi=args.pi, slack=args.slack,
         autoencoder=autoencoder,
         nnpu_beta=args.nnpu_beta, nnpu_gamma=args.nnpu_gamma, learning_rate=args.learning_rate,
         tile_size=args.tile_size, tiles_per_batch=args.tiles_per_batch, intensity_jitter=intensity_jitter,
