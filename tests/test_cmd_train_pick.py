@@ -21,8 +21,8 @@ from topazpu_core.metrics import evaluate, match_picks
 from topazpu_core.errors import TopazPuError
 from topazpu_core.training import (Micrograph, TrainConfig, Trainer, averaged_weights, averaging_start,
                                     BUNDLED_START_MODEL, cpu_computes_bfloat16, epochs_for, intensity_jitter_for,
-                                    label_radius_for, precision_for, start_features, start_model_for,
-                                    tile_rotation_for)
+                                    label_radius_for, precision_for, shares_for_auto, start_features,
+                                    start_model_for, tile_rotation_for)
 from topazpu_core.models import Classifier
 from topazpu_core.options import LABEL_RADIUS_FEW_LABELS, LABEL_RADIUS_MOST_LABELLED
 
@@ -285,11 +285,13 @@ def test_label_radius_auto_follows_the_labelled_share_and_small_radii_are_warned
     few = TrainConfig(particle_radius=8.0, n_per_micrograph=21, start_model="none", precision="float32")
     most = dataclasses.replace(few, n_per_micrograph=19)  # the 10 labels cover just over half
     assert few.label_radius == "auto"
-    assert label_radius_for(few, micrographs) == LABEL_RADIUS_FEW_LABELS == 2
-    assert label_radius_for(most, micrographs) == LABEL_RADIUS_MOST_LABELLED == 3
-    assert label_radius_for(dataclasses.replace(few, label_radius=5), micrographs) == 5.0
+    assert label_radius_for("auto", *shares_for_auto(few, micrographs)) == LABEL_RADIUS_FEW_LABELS == 2
+    assert label_radius_for("auto", *shares_for_auto(most, micrographs)) == LABEL_RADIUS_MOST_LABELLED == 3
+    assert label_radius_for(5, None, None) == 5.0
     with pytest.raises(TopazPuError, match="label radius 'wide'"):
-        label_radius_for(dataclasses.replace(few, label_radius="wide"), micrographs)
+        label_radius_for("wide", None, None)
+    with pytest.raises(TopazPuError, match="label radius 'wide'"):
+        shares_for_auto(dataclasses.replace(few, label_radius="wide"), micrographs)
     warnings = []
     monkeypatch.setattr(training.logger, "warning", lambda msg, *args: warnings.append(msg % args))
     trainer = Trainer(few, micrographs, [])

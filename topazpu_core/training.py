@@ -407,11 +407,19 @@ def labels_are_few(pi, labelled_fraction):
     return labelled_fraction < pi / 2
 
 
-def label_radius_for(config, train):
-    """The radius in px of the label disks of a training on the micrographs `train`: a number as
-    given, or for 'auto' LABEL_RADIUS_FEW_LABELS (2) while the labels cover less than half the
-    expected positive fraction pi (that share does not depend on the radius), else
-    LABEL_RADIUS_MOST_LABELLED (3).
+def shares_for_auto(config, train):
+    """(pi, labelled fraction) that the 'auto' choices read (`labels_are_few`), measured at the label
+    radius given, or at LABEL_RADIUS_MOST_LABELLED while it is 'auto': whether the labels cover half
+    of pi does not depend on the radius, so one pass decides the radius and the rest."""
+    radius = (LABEL_RADIUS_MOST_LABELLED if config.label_radius == "auto"
+              else label_radius_for(config.label_radius, None, None))
+    return label_shares(dataclasses.replace(config, label_radius=radius, background_ring=False), train)[:2]
+
+
+def label_radius_for(value, pi, labelled_fraction):
+    """The radius in px of the label disks: a number as given, or for 'auto'
+    LABEL_RADIUS_FEW_LABELS (2) while the labels cover less than half the expected positive
+    fraction pi (`shares_for_auto`), else LABEL_RADIUS_MOST_LABELLED (3).
 
     Measured (sparse protocol, leave-one-protein-out start, 3 seeds; `benchmarks/README.md`, stop
     30), 2 against 3: apoferritin 50 labels mean AP 0.714 (0.720), 200 labels 0.760 (0.758);
@@ -420,12 +428,8 @@ def label_radius_for(config, train):
     sharper target lost AP: beta-galactosidase with every label 0.875 against 0.900 (seed 0), the
     ribosome (labels 68 % of -n) 0.775 against 0.808 (seed 0), apoferritin with every label 0.808 /
     0.755 against 0.803 / 0.764 (seeds 0 / 1); so 'auto' keeps 3 there."""
-    value = config.label_radius
     if value == "auto":
-        measured = dataclasses.replace(config, label_radius=LABEL_RADIUS_MOST_LABELLED, background_ring=False)
-        pi, labelled_fraction = label_shares(measured, train)[:2]
-        few = labels_are_few(pi, labelled_fraction)
-        return float(LABEL_RADIUS_FEW_LABELS if few else LABEL_RADIUS_MOST_LABELLED)
+        return float(LABEL_RADIUS_FEW_LABELS if labels_are_few(pi, labelled_fraction) else LABEL_RADIUS_MOST_LABELLED)
     try:
         radius = float(value)
     except (TypeError, ValueError):
@@ -541,8 +545,9 @@ class Trainer:
         n_labels = sum(len(m.x) for m in train)
         if n_labels == 0:
             raise TopazPuError("no labelled particle on any training micrograph")
-        self.label_radius_asked = config.label_radius
-        config = dataclasses.replace(config, label_radius=label_radius_for(config, train))
+        self.label_radius_asked = config.label_radius  # fit resolves 'auto' before, for both rounds
+        shares = shares_for_auto(config, train) if config.label_radius == "auto" else (None, None)
+        config = dataclasses.replace(config, label_radius=label_radius_for(config.label_radius, *shares))
         self.config, self.train, self.val = config, train, val
         torch.manual_seed(config.seed)
         self.model = Classifier(config.architecture, units=config.units)
@@ -692,9 +697,10 @@ def fit(config: TrainConfig, train: List[Micrograph], val: List[Micrograph], mod
     if not 0 <= share < 1:
         raise TopazPuError("--pseudo-labels %g: a share in (0, 1), or 0 for one round" % share)
     asked = {"epochs_asked": config.epochs, "label_radius_asked": config.label_radius}
-    config = dataclasses.replace(config, label_radius=label_radius_for(config, train))  # both rounds
-    pi, labelled_fraction = label_shares(config, train)[:2] if config.epochs == "auto" else (None, None)
-    config = dataclasses.replace(config, epochs=epochs_for(config.epochs, pi, labelled_fraction))
+    auto = "auto" in (config.epochs, config.label_radius)
+    pi, labelled_fraction = shares_for_auto(config, train) if auto else (None, None)
+    config = dataclasses.replace(config, label_radius=label_radius_for(config.label_radius, pi, labelled_fraction),
+                                 epochs=epochs_for(config.epochs, pi, labelled_fraction))  # for both rounds
     if not share or config.epochs < 2:
         return fit_round(config, train, val, model_path, resume=resume, progress=progress, device=device,
                          validation=validation, notes=dict(asked, pseudo_label_share=0.0))
